@@ -1,0 +1,366 @@
+//! The host config (`pi.toml`): its schema, defaults, and loading.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{parse_error, ConfigError};
+
+/// Generations kept on the target when the config does not say.
+pub const DEFAULT_GENERATIONS_TO_KEEP: u32 = 5;
+
+/// The whole declarative description of one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Board name (`rpi5`, `qemu-aarch64`) or path to a board file.
+    #[serde(default = "default_board")]
+    pub board: String,
+    /// Host name (one RFC 1123 label).
+    pub hostname: String,
+    /// Time zone name, e.g. `UTC` or `Europe/Berlin`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// How many generations the target keeps (at least 1).
+    #[serde(default = "default_generations")]
+    pub generations_to_keep: u32,
+    /// Login users (root is implicit and cannot be configured here).
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// SSH server settings.
+    #[serde(default)]
+    pub ssh: Ssh,
+    /// Wired and wireless networking.
+    #[serde(default)]
+    pub network: Network,
+    /// Extra Debian packages installed on top of the board's base packages.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Files placed into the system.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Long-running services.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Extra boot settings (cmdline.txt / config.txt).
+    #[serde(default)]
+    pub boot: BootExtras,
+    /// Secrets copied beside (never into) the store at activation.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Health checks that must pass before a new generation is confirmed.
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// One login user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name, `[a-z_][a-z0-9_-]*`.
+    pub name: String,
+    /// Numeric id, 1000..=60000, unique.
+    pub uid: u32,
+    /// Supplementary groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Whether the user may run anything with sudo (without a password).
+    #[serde(default)]
+    pub sudo: bool,
+    /// Login shell (absolute path); the system default when absent.
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// OpenSSH public key lines.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+/// SSH server settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ssh {
+    /// Run an SSH server.
+    pub enable: bool,
+    /// TCP port.
+    pub port: u16,
+    /// Allow password logins (off: keys only).
+    pub password_authentication: bool,
+    /// Allow logging in as root.
+    pub permit_root_login: bool,
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            port: 22,
+            password_authentication: false,
+            permit_root_login: false,
+        }
+    }
+}
+
+/// Networking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// The wired interface (eth0).
+    pub ethernet: Ethernet,
+    /// Wireless, if wanted.
+    pub wifi: Option<Wifi>,
+}
+
+/// Wired interface settings: DHCP, or a static address with gateway and DNS servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ethernet {
+    /// Use DHCP (then `address` and `gateway` must be absent).
+    pub dhcp: bool,
+    /// Static address in CIDR form, `a.b.c.d/len`.
+    pub address: Option<String>,
+    /// Default gateway for a static address.
+    pub gateway: Option<String>,
+    /// DNS servers for a static address (optional extra servers with DHCP).
+    pub dns: Vec<String>,
+}
+
+impl Default for Ethernet {
+    fn default() -> Self {
+        Self {
+            dhcp: true,
+            address: None,
+            gateway: None,
+            dns: Vec::new(),
+        }
+    }
+}
+
+/// Wireless settings. The passphrase is a secret, so it is only ever read from `psk_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wifi {
+    /// Network name, 1..=32 bytes.
+    pub ssid: String,
+    /// Local file holding the passphrase (resolved against the config's directory); none for an open network.
+    #[serde(default)]
+    pub psk_file: Option<PathBuf>,
+    /// Regulatory domain, two upper-case letters (`DE`, `GB`, `US`).
+    pub country: String,
+}
+
+/// A file placed into the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Absolute target path on the machine.
+    pub path: String,
+    /// Inline content (exactly one of `content` and `source`).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Local file to copy (resolved against the config's directory).
+    #[serde(default)]
+    pub source: Option<PathBuf>,
+    /// Octal mode string, e.g. `"0644"`.
+    #[serde(default = "default_file_mode")]
+    pub mode: String,
+    /// Owning user.
+    #[serde(default = "root")]
+    pub owner: String,
+    /// Owning group.
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+/// When a service is restarted after it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Always restart.
+    Always,
+    /// Restart only after a non-zero exit or a signal.
+    OnFailure,
+    /// Never restart.
+    No,
+}
+
+/// A long-running service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Name, `[a-z0-9][a-z0-9_.-]*`.
+    pub name: String,
+    /// Program and arguments (argv, no shell).
+    pub command: Vec<String>,
+    /// Restart policy.
+    #[serde(default = "default_restart")]
+    pub restart: Restart,
+    /// User the service runs as.
+    #[serde(default = "root")]
+    pub user: String,
+}
+
+/// Extra boot settings added to the board's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootExtras {
+    /// Extra kernel command line arguments.
+    pub cmdline: Vec<String>,
+    /// Extra config.txt lines.
+    pub config: Vec<String>,
+    /// Device tree overlays (`name` or `name,param=value`), written as `dtoverlay=` lines.
+    pub dtoverlays: Vec<String>,
+}
+
+/// A secret: copied from the deploying machine to the target at activation, never into the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    /// Local file (resolved against the config's directory).
+    pub source: PathBuf,
+    /// Absolute target path on the machine.
+    pub target: String,
+    /// Octal mode string; never readable by others.
+    #[serde(default = "default_secret_mode")]
+    pub mode: String,
+    /// Owning user.
+    #[serde(default = "root")]
+    pub owner: String,
+    /// Owning group.
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+/// Health checks run on the target after activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// Commands (argv) that must exit 0.
+    pub commands: Vec<Vec<String>>,
+    /// TCP ports that must accept connections on 127.0.0.1.
+    pub tcp_ports: Vec<u16>,
+    /// How long all checks together may take.
+    pub timeout_secs: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            commands: Vec::new(),
+            tcp_ports: Vec::new(),
+            timeout_secs: 60,
+        }
+    }
+}
+
+fn default_board() -> String {
+    "rpi5".to_owned()
+}
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+fn default_generations() -> u32 {
+    DEFAULT_GENERATIONS_TO_KEEP
+}
+fn default_file_mode() -> String {
+    "0644".to_owned()
+}
+fn default_secret_mode() -> String {
+    "0400".to_owned()
+}
+fn default_restart() -> Restart {
+    Restart::OnFailure
+}
+fn root() -> String {
+    "root".to_owned()
+}
+
+impl HostConfig {
+    /// Parses and validates; `origin` names the file in errors. Relative paths (file sources,
+    /// secrets, psk_file) are resolved against `base_dir`.
+    pub fn from_toml_str(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: HostConfig =
+            toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        config.resolve_paths(base_dir);
+        config.validate().map_err(|issues| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            issues,
+        })?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a config file; relative paths in it are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Self::from_toml_str(&text, &path.display().to_string(), &base_dir)
+    }
+
+    /// The embedded default (hostname "pi", user "pi" uid 1000 with sudo, DHCP on eth0, ssh on
+    /// port 22, no passwords), adding the given public keys. Board given by the caller.
+    pub fn default_for(board: &str, authorized_keys: Vec<String>) -> Self {
+        HostConfig {
+            board: board.to_owned(),
+            hostname: "pi".to_owned(),
+            timezone: default_timezone(),
+            generations_to_keep: DEFAULT_GENERATIONS_TO_KEEP,
+            users: vec![User {
+                name: "pi".to_owned(),
+                uid: 1000,
+                groups: Vec::new(),
+                sudo: true,
+                shell: None,
+                ssh_authorized_keys: authorized_keys
+                    .into_iter()
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect(),
+            }],
+            ssh: Ssh::default(),
+            network: Network::default(),
+            packages: Vec::new(),
+            files: Vec::new(),
+            services: Vec::new(),
+            boot: BootExtras::default(),
+            secrets: Vec::new(),
+            health: Health::default(),
+        }
+    }
+
+    /// Every local path the config refers to (file sources, secrets, the wifi psk file).
+    pub fn local_paths(&self) -> Vec<&Path> {
+        let files = self.files.iter().filter_map(|f| f.source.as_deref());
+        let secrets = self.secrets.iter().map(|s| s.source.as_path());
+        let psk = self
+            .network
+            .wifi
+            .iter()
+            .filter_map(|w| w.psk_file.as_deref());
+        files.chain(secrets).chain(psk).collect()
+    }
+
+    fn resolve_paths(&mut self, base_dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            // An empty path stays empty so validation can name it instead of it silently meaning `base_dir`.
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        for file in &mut self.files {
+            if let Some(source) = &mut file.source {
+                resolve(source);
+            }
+        }
+        for secret in &mut self.secrets {
+            resolve(&mut secret.source);
+        }
+        if let Some(psk) = self.network.wifi.as_mut().and_then(|w| w.psk_file.as_mut()) {
+            resolve(psk);
+        }
+    }
+}

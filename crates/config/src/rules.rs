@@ -1,0 +1,268 @@
+//! Pure predicates for the string rules the config uses. Each takes the raw string and answers yes/no
+//! (or parses), so they can be tested on their own and reused by the builder.
+
+use std::net::Ipv4Addr;
+
+/// A hostname: one RFC 1123 label (1..=63 of `[A-Za-z0-9-]`, no hyphen at either end).
+pub fn is_hostname(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A user or group name: `[a-z_][a-z0-9_-]*`, at most 32 bytes (the useradd limit).
+pub fn is_account_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_lowercase() || b == b'_' => {}
+        _ => return false,
+    }
+    s.len() <= 32
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A time zone name by shape only: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `Etc/GMT+1`.
+pub fn is_timezone(s: &str) -> bool {
+    let segment_ok = |seg: &str| {
+        !seg.is_empty()
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-'))
+    };
+    s.len() <= 64 && s.starts_with(|c: char| c.is_ascii_uppercase()) && s.split('/').all(segment_ok)
+}
+
+/// Parses `a.b.c.d/len` (len 0..=32).
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, len) = s.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    // `u8::from_str` accepts a leading '+', which a CIDR never has.
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let len: u8 = len.parse().ok()?;
+    (len <= 32).then_some((addr, len))
+}
+
+/// Whether `ip` lies in the subnet `net/len`.
+pub fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// A wifi regulatory domain: two upper-case ASCII letters.
+pub fn is_country(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// An octal file mode string: 3 or 4 octal digits (`"644"`, `"0644"`, `"4755"`).
+pub fn parse_mode(s: &str) -> Option<u32> {
+    if !(3..=4).contains(&s.len()) || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(s, 8).ok()
+}
+
+/// A service name: `[a-z0-9][a-z0-9_.-]*`, at most 64 bytes.
+pub fn is_service_name(s: &str) -> bool {
+    s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
+}
+
+/// A Debian package name (policy 5.6.1): lower-case letters, digits, `+ - .`; at least two
+/// characters; starting with a letter or digit.
+pub fn is_package_name(s: &str) -> bool {
+    s.len() >= 2
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.')
+        })
+}
+
+/// Top-level directories pideploy or the kernel own; configured files and secrets may not go there.
+pub const RESERVED_TARGET_DIRS: &[&str] = &["/pideploy", "/proc", "/sys", "/dev", "/run"];
+
+/// Why a target path is unacceptable, or `None` if it is fine.
+pub fn target_path_problem(s: &str) -> Option<&'static str> {
+    if !s.starts_with('/') {
+        return Some("must be an absolute path");
+    }
+    if s == "/" || s.ends_with('/') {
+        return Some("must name a file, not a directory");
+    }
+    if s.contains('\0') || s.contains('\n') {
+        return Some("must not contain NUL or newline characters");
+    }
+    if s[1..]
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Some("must not contain empty, `.` or `..` components");
+    }
+    let reserved = RESERVED_TARGET_DIRS.iter().any(|dir| {
+        s.strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+    });
+    reserved.then_some("must not be under /pideploy, /proc, /sys, /dev or /run")
+}
+
+/// Key types OpenSSH accepts in authorized_keys.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ssh-dss",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// An authorized_keys line: optional options, a known key type, then base64 key data.
+pub fn is_ssh_public_key(s: &str) -> bool {
+    if s.contains('\n') || s.contains('\r') {
+        return false;
+    }
+    let tokens: Vec<&str> = s.split_whitespace().collect();
+    tokens.windows(2).any(|pair| {
+        SSH_KEY_TYPES.contains(&pair[0])
+            && pair[1].len() >= 16
+            && pair[1]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    })
+}
+
+/// A device tree overlay spec: `name` or `name,param[=value],...` with no whitespace.
+pub fn is_overlay(s: &str) -> bool {
+    let name = s.split(',').next().unwrap_or("");
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        && !s.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(is_hostname("pi"));
+        assert!(is_hostname("pi-5-kitchen"));
+        assert!(is_hostname(&"a".repeat(63)));
+        assert!(!is_hostname(&"a".repeat(64)));
+        assert!(!is_hostname(""));
+        assert!(!is_hostname("-pi"));
+        assert!(!is_hostname("pi-"));
+        assert!(!is_hostname("pi.local"));
+        assert!(!is_hostname("pi_5"));
+    }
+
+    #[test]
+    fn account_names() {
+        assert!(is_account_name("pi"));
+        assert!(is_account_name("_svc-1"));
+        assert!(!is_account_name("1pi"));
+        assert!(!is_account_name("Pi"));
+        assert!(!is_account_name(""));
+        assert!(!is_account_name(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn timezones() {
+        for ok in [
+            "UTC",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+1",
+        ] {
+            assert!(is_timezone(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "utc",
+            "Europe/",
+            "Europe//Berlin",
+            "../etc/passwd",
+            "Europe/Ber lin",
+        ] {
+            assert!(!is_timezone(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidr_and_subnet() {
+        assert_eq!(
+            parse_cidr("192.168.1.10/24"),
+            Some((Ipv4Addr::new(192, 168, 1, 10), 24))
+        );
+        assert_eq!(parse_cidr("10.0.0.1/33"), None);
+        assert_eq!(parse_cidr("10.0.0.1"), None);
+        assert_eq!(parse_cidr("10.0.0.1/+8"), None);
+        assert_eq!(parse_cidr("10.0.0/8"), None);
+        let net = Ipv4Addr::new(192, 168, 1, 10);
+        assert!(in_subnet(Ipv4Addr::new(192, 168, 1, 1), net, 24));
+        assert!(!in_subnet(Ipv4Addr::new(192, 168, 2, 1), net, 24));
+        assert!(in_subnet(Ipv4Addr::new(8, 8, 8, 8), net, 0));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("755"), Some(0o755));
+        assert_eq!(parse_mode("4755"), Some(0o4755));
+        assert_eq!(parse_mode("0648"), None);
+        assert_eq!(parse_mode("64"), None);
+        assert_eq!(parse_mode("00644"), None);
+    }
+
+    #[test]
+    fn target_paths() {
+        assert_eq!(target_path_problem("/etc/motd"), None);
+        assert_eq!(target_path_problem("/running/x"), None);
+        assert!(target_path_problem("etc/motd").is_some());
+        assert!(target_path_problem("/").is_some());
+        assert!(target_path_problem("/etc/").is_some());
+        assert!(target_path_problem("/etc/../pideploy/x").is_some());
+        assert!(target_path_problem("/run/x").is_some());
+        assert!(target_path_problem("/pideploy/store/x").is_some());
+        assert!(target_path_problem("/dev/null").is_some());
+    }
+
+    #[test]
+    fn names_of_services_packages_overlays() {
+        assert!(is_service_name("web.server_1"));
+        assert!(!is_service_name("-web"));
+        assert!(is_package_name("libc6"));
+        assert!(is_package_name("g++"));
+        assert!(!is_package_name("a"));
+        assert!(!is_package_name("Foo"));
+        assert!(!is_package_name("foo:arm64"));
+        assert!(is_overlay("vc4-kms-v3d"));
+        assert!(is_overlay("dwc2,dr_mode=host"));
+        assert!(!is_overlay("dwc2, dr_mode=host"));
+        assert!(!is_overlay(",x"));
+    }
+
+    #[test]
+    fn ssh_keys() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhc3YQ4uTmTsQwdYLq8Kh4r9l0Zp0L4Zl1eRZ7b7C4Q me@laptop";
+        assert!(is_ssh_public_key(key));
+        assert!(is_ssh_public_key(&format!("no-pty {key}")));
+        assert!(!is_ssh_public_key("ssh-ed25519"));
+        assert!(!is_ssh_public_key(
+            "AAAAC3NzaC1lZDI1NTE5AAAAIGhc3YQ4uTmTsQwdYLq8"
+        ));
+        assert!(!is_ssh_public_key(&format!("{key}\nssh-rsa AAAA")));
+    }
+}

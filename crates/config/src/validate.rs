@@ -1,0 +1,473 @@
+//! The pure validation pass over a parsed [`HostConfig`]: every broken rule becomes a
+//! [`ValidationError`] naming the field path (`users[1].uid`) so the person can find it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::host::{HostConfig, User};
+use crate::rules;
+
+/// One broken rule, at one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {kind}")]
+pub struct ValidationError {
+    /// Field path, e.g. `users[1].uid` or `network.ethernet.address`.
+    pub path: String,
+    /// Which rule was broken.
+    #[source]
+    pub kind: ValidationErrorKind,
+}
+
+/// The rules a config can break.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationErrorKind {
+    /// The board is empty.
+    #[error("a board name (`rpi5`, `qemu-aarch64`) or board file path is required")]
+    EmptyBoard,
+    /// Not an RFC 1123 label.
+    #[error("`{0}` is not a valid hostname: use 1-63 letters, digits and hyphens, not starting or ending with a hyphen")]
+    Hostname(String),
+    /// Not shaped like a zone name.
+    #[error(
+        "`{0}` is not a time zone name: use `UTC` or an Area/Location name like `Europe/Berlin`"
+    )]
+    Timezone(String),
+    /// Zero generations.
+    #[error("must be at least 1 (the running generation is always kept)")]
+    GenerationsToKeep,
+    /// Bad account name.
+    #[error("`{0}` is not a valid name: use `[a-z_][a-z0-9_-]*`, at most 32 characters")]
+    AccountName(String),
+    /// `root` configured as a user.
+    #[error("`root` cannot be configured as a user; add a user with `sudo = true` instead")]
+    RootUser,
+    /// Two users with the same name.
+    #[error("user `{0}` is defined twice")]
+    DuplicateUser(String),
+    /// uid outside the range for regular users.
+    #[error("uid {0} is outside 1000..=60000 (the range for regular users)")]
+    UidOutOfRange(u32),
+    /// Two users with the same uid.
+    #[error("uid {uid} is already used by {other}")]
+    DuplicateUid {
+        /// The shared uid.
+        uid: u32,
+        /// Field path of the first user with it.
+        other: String,
+    },
+    /// Shell not absolute.
+    #[error("`{0}` is not an absolute path to a shell (e.g. /bin/sh)")]
+    Shell(String),
+    /// Not an authorized_keys line.
+    #[error("not an OpenSSH public key line (expected e.g. `ssh-ed25519 AAAA... comment`, one key per entry)")]
+    SshKey,
+    /// SSH port 0.
+    #[error("port 0 is not usable; the default is 22")]
+    Port,
+    /// Static settings given together with DHCP.
+    #[error("is set but `dhcp = true`; set `dhcp = false` for a static address, or remove it")]
+    StaticWithDhcp,
+    /// Static settings missing without DHCP.
+    #[error("is required when `dhcp = false`")]
+    MissingStatic,
+    /// Not `a.b.c.d/len`.
+    #[error("`{0}` is not an IPv4 address with prefix length, like `192.168.1.20/24`")]
+    Cidr(String),
+    /// Not an IP address.
+    #[error("`{0}` is not an IP address")]
+    IpAddress(String),
+    /// Gateway not in the address's subnet.
+    #[error("gateway {gateway} is not in the subnet of {address}")]
+    GatewayOutsideSubnet {
+        /// The gateway.
+        gateway: String,
+        /// The static address.
+        address: String,
+    },
+    /// SSID length.
+    #[error("an SSID must be 1 to 32 bytes long, this one is {0}")]
+    Ssid(usize),
+    /// Country code.
+    #[error("`{0}` is not a two-letter upper-case country code like `DE` or `US`")]
+    Country(String),
+    /// A local path is empty.
+    #[error("must not be empty")]
+    EmptyPath,
+    /// A target path is unacceptable.
+    #[error("`{path}` {problem}")]
+    TargetPath {
+        /// The path.
+        path: String,
+        /// Why it is refused.
+        problem: &'static str,
+    },
+    /// Two files/secrets with the same target.
+    #[error("`{path}` is also the target of {other}")]
+    DuplicateTarget {
+        /// The shared path.
+        path: String,
+        /// Field path of the other entry.
+        other: String,
+    },
+    /// Both content and source.
+    #[error("give either `content` or `source`, not both")]
+    ContentAndSource,
+    /// Neither content nor source.
+    #[error("give one of `content` (inline text) or `source` (a local file)")]
+    NoContent,
+    /// Bad octal mode.
+    #[error("`{0}` is not an octal mode string like \"0644\"")]
+    Mode(String),
+    /// A secret readable by others.
+    #[error("mode `{0}` lets every user read the secret; use e.g. \"0400\" or \"0440\"")]
+    SecretWorldReadable(String),
+    /// Bad service name.
+    #[error("`{0}` is not a valid service name: use `[a-z0-9][a-z0-9_.-]*`")]
+    ServiceName(String),
+    /// Two services with one name.
+    #[error("service `{0}` is defined twice")]
+    DuplicateService(String),
+    /// Empty argv.
+    #[error(
+        "must be a non-empty list of program and arguments, e.g. [\"/usr/bin/foo\", \"--bar\"]"
+    )]
+    EmptyCommand,
+    /// Bad package name.
+    #[error("`{0}` is not a Debian package name (lower-case letters, digits, `+-.`; at least 2 characters)")]
+    PackageName(String),
+    /// Bad kernel argument.
+    #[error("`{arg}` {problem}")]
+    CmdlineArg {
+        /// The argument.
+        arg: String,
+        /// Why it is refused.
+        problem: &'static str,
+    },
+    /// Bad config.txt line.
+    #[error("{0}")]
+    ConfigLine(&'static str),
+    /// Bad overlay spec.
+    #[error("`{0}` is not an overlay spec like `vc4-kms-v3d` or `dwc2,dr_mode=host`")]
+    Overlay(String),
+    /// Zero timeout.
+    #[error("must be at least 1 second")]
+    Timeout,
+    /// A board file breaks a rule.
+    #[error("{0}")]
+    Board(&'static str),
+}
+
+/// Collects issues while walking the config.
+#[derive(Default)]
+struct Issues(Vec<ValidationError>);
+
+impl Issues {
+    fn push(&mut self, path: impl Into<String>, kind: ValidationErrorKind) {
+        self.0.push(ValidationError {
+            path: path.into(),
+            kind,
+        });
+    }
+}
+
+/// The firmware ignores config.txt characters past this many.
+const CONFIG_TXT_LINE_LIMIT: usize = 98;
+
+impl HostConfig {
+    /// Checks every rule without touching the file system; returns all broken rules at once.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut issues = Issues::default();
+        use ValidationErrorKind as K;
+        if self.board.trim().is_empty() {
+            issues.push("board", K::EmptyBoard);
+        }
+        if !rules::is_hostname(&self.hostname) {
+            issues.push("hostname", K::Hostname(self.hostname.clone()));
+        }
+        if !rules::is_timezone(&self.timezone) {
+            issues.push("timezone", K::Timezone(self.timezone.clone()));
+        }
+        if self.generations_to_keep == 0 {
+            issues.push("generations_to_keep", K::GenerationsToKeep);
+        }
+        check_users(&self.users, &mut issues);
+        if self.ssh.port == 0 {
+            issues.push("ssh.port", K::Port);
+        }
+        self.check_network(&mut issues);
+        for (i, package) in self.packages.iter().enumerate() {
+            if !rules::is_package_name(package) {
+                issues.push(format!("packages[{i}]"), K::PackageName(package.clone()));
+            }
+        }
+        self.check_files_and_secrets(&mut issues);
+        self.check_services(&mut issues);
+        self.check_boot(&mut issues);
+        self.check_health(&mut issues);
+        if issues.0.is_empty() {
+            Ok(())
+        } else {
+            Err(issues.0)
+        }
+    }
+
+    fn check_network(&self, issues: &mut Issues) {
+        use ValidationErrorKind as K;
+        let eth = &self.network.ethernet;
+        for (i, dns) in eth.dns.iter().enumerate() {
+            if dns.parse::<IpAddr>().is_err() {
+                issues.push(
+                    format!("network.ethernet.dns[{i}]"),
+                    K::IpAddress(dns.clone()),
+                );
+            }
+        }
+        if eth.dhcp {
+            if eth.address.is_some() {
+                issues.push("network.ethernet.address", K::StaticWithDhcp);
+            }
+            if eth.gateway.is_some() {
+                issues.push("network.ethernet.gateway", K::StaticWithDhcp);
+            }
+        } else {
+            let cidr = match &eth.address {
+                None => {
+                    issues.push("network.ethernet.address", K::MissingStatic);
+                    None
+                }
+                Some(a) => {
+                    let parsed = rules::parse_cidr(a);
+                    if parsed.is_none() {
+                        issues.push("network.ethernet.address", K::Cidr(a.clone()));
+                    }
+                    parsed
+                }
+            };
+            match &eth.gateway {
+                None => issues.push("network.ethernet.gateway", K::MissingStatic),
+                Some(g) => match g.parse() {
+                    Err(_) => issues.push("network.ethernet.gateway", K::IpAddress(g.clone())),
+                    Ok(gw) => {
+                        if let Some((net, len)) = cidr {
+                            if !rules::in_subnet(gw, net, len) {
+                                issues.push(
+                                    "network.ethernet.gateway",
+                                    K::GatewayOutsideSubnet {
+                                        gateway: g.clone(),
+                                        address: eth.address.clone().unwrap_or_default(),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                },
+            }
+            if eth.dns.is_empty() {
+                issues.push("network.ethernet.dns", K::MissingStatic);
+            }
+        }
+        if let Some(wifi) = &self.network.wifi {
+            if !(1..=32).contains(&wifi.ssid.len()) {
+                issues.push("network.wifi.ssid", K::Ssid(wifi.ssid.len()));
+            }
+            if !rules::is_country(&wifi.country) {
+                issues.push("network.wifi.country", K::Country(wifi.country.clone()));
+            }
+            if wifi
+                .psk_file
+                .as_ref()
+                .is_some_and(|p| p.as_os_str().is_empty())
+            {
+                issues.push("network.wifi.psk_file", K::EmptyPath);
+            }
+        }
+    }
+
+    fn check_files_and_secrets(&self, issues: &mut Issues) {
+        use ValidationErrorKind as K;
+        let mut targets: HashMap<String, String> = HashMap::new();
+        let mut check_target = |issues: &mut Issues, field: String, target: &str| {
+            if let Some(problem) = rules::target_path_problem(target) {
+                let path = target.to_owned();
+                issues.push(field, K::TargetPath { path, problem });
+            } else if let Some(other) = targets.get(target) {
+                let (path, other) = (target.to_owned(), other.clone());
+                issues.push(field, K::DuplicateTarget { path, other });
+            } else {
+                targets.insert(target.to_owned(), field);
+            }
+        };
+        for (i, file) in self.files.iter().enumerate() {
+            let at = format!("files[{i}]");
+            check_target(issues, format!("{at}.path"), &file.path);
+            match (&file.content, &file.source) {
+                (Some(_), Some(_)) => issues.push(at.clone(), K::ContentAndSource),
+                (None, None) => issues.push(at.clone(), K::NoContent),
+                (None, Some(source)) if source.as_os_str().is_empty() => {
+                    issues.push(format!("{at}.source"), K::EmptyPath)
+                }
+                _ => {}
+            }
+            if rules::parse_mode(&file.mode).is_none() {
+                issues.push(format!("{at}.mode"), K::Mode(file.mode.clone()));
+            }
+            check_owner(issues, &at, &file.owner, &file.group);
+        }
+        for (i, secret) in self.secrets.iter().enumerate() {
+            let at = format!("secrets[{i}]");
+            check_target(issues, format!("{at}.target"), &secret.target);
+            if secret.source.as_os_str().is_empty() {
+                issues.push(format!("{at}.source"), K::EmptyPath);
+            }
+            match rules::parse_mode(&secret.mode) {
+                None => issues.push(format!("{at}.mode"), K::Mode(secret.mode.clone())),
+                Some(mode) if mode & 0o007 != 0 => issues.push(
+                    format!("{at}.mode"),
+                    K::SecretWorldReadable(secret.mode.clone()),
+                ),
+                Some(_) => {}
+            }
+            check_owner(issues, &at, &secret.owner, &secret.group);
+        }
+    }
+
+    fn check_services(&self, issues: &mut Issues) {
+        use ValidationErrorKind as K;
+        let mut seen: HashMap<&str, ()> = HashMap::new();
+        for (i, service) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            if !rules::is_service_name(&service.name) {
+                issues.push(format!("{at}.name"), K::ServiceName(service.name.clone()));
+            } else if seen.insert(&service.name, ()).is_some() {
+                issues.push(
+                    format!("{at}.name"),
+                    K::DuplicateService(service.name.clone()),
+                );
+            }
+            if service.command.first().is_none_or(|p| p.is_empty()) {
+                issues.push(format!("{at}.command"), K::EmptyCommand);
+            }
+            if !rules::is_account_name(&service.user) {
+                issues.push(format!("{at}.user"), K::AccountName(service.user.clone()));
+            }
+        }
+    }
+
+    fn check_boot(&self, issues: &mut Issues) {
+        use ValidationErrorKind as K;
+        for (i, arg) in self.boot.cmdline.iter().enumerate() {
+            let problem = if arg.is_empty() || arg.chars().any(char::is_whitespace) {
+                Some("must be one non-empty argument without spaces")
+            } else if ["root=", "init="].iter().any(|p| arg.starts_with(p)) {
+                Some("is set by pideploy for each generation and cannot be overridden")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                issues.push(
+                    format!("boot.cmdline[{i}]"),
+                    K::CmdlineArg {
+                        arg: arg.clone(),
+                        problem,
+                    },
+                );
+            }
+        }
+        for (i, line) in self.boot.config.iter().enumerate() {
+            let problem = if line.contains('\n') || line.contains('\r') {
+                Some("must be a single line")
+            } else if line.len() > CONFIG_TXT_LINE_LIMIT {
+                Some("is longer than 98 characters; the firmware ignores the rest")
+            } else if line.trim().is_empty() {
+                Some("must not be empty")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                issues.push(format!("boot.config[{i}]"), K::ConfigLine(problem));
+            }
+        }
+        for (i, overlay) in self.boot.dtoverlays.iter().enumerate() {
+            let too_long = "dtoverlay=".len() + overlay.len() > CONFIG_TXT_LINE_LIMIT;
+            if !rules::is_overlay(overlay) || too_long {
+                issues.push(format!("boot.dtoverlays[{i}]"), K::Overlay(overlay.clone()));
+            }
+        }
+    }
+
+    fn check_health(&self, issues: &mut Issues) {
+        use ValidationErrorKind as K;
+        for (i, command) in self.health.commands.iter().enumerate() {
+            if command.first().is_none_or(|p| p.is_empty()) {
+                issues.push(format!("health.commands[{i}]"), K::EmptyCommand);
+            }
+        }
+        for (i, port) in self.health.tcp_ports.iter().enumerate() {
+            if *port == 0 {
+                issues.push(format!("health.tcp_ports[{i}]"), K::Port);
+            }
+        }
+        if self.health.timeout_secs == 0 {
+            issues.push("health.timeout_secs", K::Timeout);
+        }
+    }
+}
+
+fn check_users(users: &[User], issues: &mut Issues) {
+    use ValidationErrorKind as K;
+    let mut names: HashMap<&str, ()> = HashMap::new();
+    let mut uids: HashMap<u32, String> = HashMap::new();
+    for (i, user) in users.iter().enumerate() {
+        let at = format!("users[{i}]");
+        if user.name == "root" {
+            issues.push(format!("{at}.name"), K::RootUser);
+        } else if !rules::is_account_name(&user.name) {
+            issues.push(format!("{at}.name"), K::AccountName(user.name.clone()));
+        } else if names.insert(&user.name, ()).is_some() {
+            issues.push(format!("{at}.name"), K::DuplicateUser(user.name.clone()));
+        }
+        if !(1000..=60000).contains(&user.uid) {
+            issues.push(format!("{at}.uid"), K::UidOutOfRange(user.uid));
+        } else if let Some(other) = uids.get(&user.uid) {
+            issues.push(
+                format!("{at}.uid"),
+                K::DuplicateUid {
+                    uid: user.uid,
+                    other: other.clone(),
+                },
+            );
+        } else {
+            uids.insert(user.uid, at.clone());
+        }
+        for (g, group) in user.groups.iter().enumerate() {
+            if !rules::is_account_name(group) {
+                issues.push(format!("{at}.groups[{g}]"), K::AccountName(group.clone()));
+            }
+        }
+        if let Some(shell) = &user.shell {
+            if rules::target_path_problem(shell).is_some() {
+                issues.push(format!("{at}.shell"), K::Shell(shell.clone()));
+            }
+        }
+        for (k, key) in user.ssh_authorized_keys.iter().enumerate() {
+            if !rules::is_ssh_public_key(key) {
+                issues.push(format!("{at}.ssh_authorized_keys[{k}]"), K::SshKey);
+            }
+        }
+    }
+}
+
+fn check_owner(issues: &mut Issues, at: &str, owner: &str, group: &str) {
+    if !rules::is_account_name(owner) {
+        issues.push(
+            format!("{at}.owner"),
+            ValidationErrorKind::AccountName(owner.to_owned()),
+        );
+    }
+    if !rules::is_account_name(group) {
+        issues.push(
+            format!("{at}.group"),
+            ValidationErrorKind::AccountName(group.to_owned()),
+        );
+    }
+}

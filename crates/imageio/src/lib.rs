@@ -1,0 +1,37 @@
+//! The stream pipeline behind `pideploy image -o OUT.img[.xz|.zst]` and `pideploy flash IMAGE DEVICE`.
+//!
+//! Built like coreos-installer's `io/` folder: one small adaptor per file (hashing, progress, sparse
+//! writing, bmap-guided writing), each an `impl Read` or `impl Write` tested on bytes in memory, then
+//! stacked by [`write_output`], [`open_image`], [`materialize_raw`] and [`flash`].
+//!
+//! Library code never prints; progress goes through callbacks and failures through [`IoError`].
+#![deny(missing_docs)]
+
+mod bmap;
+mod bmap_writer;
+mod compression;
+mod error;
+mod flash;
+mod hash;
+mod open;
+mod output;
+mod progress;
+mod pump;
+mod size;
+mod sparse;
+mod target;
+mod xz;
+mod zero;
+mod zst;
+
+pub use bmap::{bmap_from_raw, Bmap, BmapRange, BMAP_BLOCK_SIZE};
+pub use bmap_writer::BmapWriter;
+pub use compression::Compression;
+pub use error::IoError;
+pub use flash::{flash, FlashSummary};
+pub use hash::{HashReader, HashWriter, Sha256};
+pub use open::{image_size, materialize_raw, open_image};
+pub use output::{write_output, OutputSummary};
+pub use progress::ProgressReader;
+pub use sparse::{SetLen, SparseWriter};
+pub use target::{check_target, device_facts, DeviceFacts};

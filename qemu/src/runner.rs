@@ -1,0 +1,459 @@
+//! Starting and watching one `qemu-system-aarch64 -M virt` process.
+//!
+//! The guest's serial console goes to a file; every wait polls that file, bounded by the VM's
+//! hard deadline, and the process is ended through its own handle (never by name).
+
+use std::fs::{self, File};
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The QEMU binary; `PIDEPLOY_QEMU` overrides it (for a QEMU outside `PATH`).
+const QEMU_BIN: &str = "qemu-system-aarch64";
+
+/// How often the serial log is looked at while waiting.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How many bytes of the serial log an error message carries.
+const TAIL_BYTES: usize = 3000;
+
+/// Markers that end a wait at once: the guest said it failed.
+pub const DEFAULT_FAILURE_MARKERS: &[&str] = &["PIDEPLOY-FAIL", "Kernel panic - not syncing"];
+
+/// How one VM is started.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Raw disk image, attached read-write as virtio-blk.
+    pub image: PathBuf,
+    /// Kernel `Image` passed to `-kernel`.
+    pub kernel: PathBuf,
+    /// Initramfs passed to `-initrd`.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (`-append`).
+    pub append: String,
+    /// Guest memory in MiB (1024 is enough and fast).
+    pub memory_mb: u32,
+    /// CPU model; `cortex-a72` (`max` is 3-4x slower under TCG).
+    pub cpu: String,
+    /// Host port forwarded to the guest's port 22 on 127.0.0.1, if any.
+    pub ssh_port: Option<u16>,
+    /// Where the guest's serial console is written.
+    pub serial_log: PathBuf,
+    /// Hard limit on the VM's life: it is killed when this runs out, whatever is waiting.
+    pub timeout: Duration,
+}
+
+impl VmConfig {
+    /// A config with the defaults the notes measured as fast: 1024 MiB, `cortex-a72`, 60 s.
+    pub fn new(image: PathBuf, kernel: PathBuf, serial_log: PathBuf) -> Self {
+        VmConfig {
+            image,
+            kernel,
+            initrd: None,
+            append: "console=ttyAMA0 panic=-1".into(),
+            memory_mb: 1024,
+            cpu: "cortex-a72".into(),
+            ssh_port: None,
+            serial_log,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The full `qemu-system-aarch64` argument list (without the program name).
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "-M".into(),
+            "virt".into(),
+            "-cpu".into(),
+            self.cpu.clone(),
+            "-smp".into(),
+            "1".into(),
+            "-m".into(),
+            self.memory_mb.to_string(),
+            "-nographic".into(),
+            "-no-reboot".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-serial".into(),
+            format!("file:{}", self.serial_log.display()),
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+        ];
+        if let Some(initrd) = &self.initrd {
+            args.extend(["-initrd".into(), initrd.display().to_string()]);
+        }
+        args.extend(["-append".into(), self.append.clone()]);
+        // QEMU's -drive option list uses `,` as separator; a literal comma in the path is `,,`.
+        let image = self.image.display().to_string().replace(',', ",,");
+        args.extend([
+            "-drive".into(),
+            format!("file={image},format=raw,if=none,id=d0"),
+            "-device".into(),
+            "virtio-blk-pci,drive=d0".into(),
+        ]);
+        let netdev = match self.ssh_port {
+            Some(port) => format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            None => "user,id=n0".into(),
+        };
+        args.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ]);
+        args
+    }
+}
+
+/// What went wrong starting or watching a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    /// QEMU is not installed.
+    #[error("{bin} not found: apt-get install qemu-system-arm")]
+    NotInstalled {
+        /// The binary looked for.
+        bin: String,
+    },
+    /// A file QEMU needs could not be prepared.
+    #[error("preparing {what} at {path}: {source}")]
+    Io {
+        /// What was being prepared.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// QEMU could not be started.
+    #[error("starting {bin}: {source}")]
+    Spawn {
+        /// The binary.
+        bin: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// QEMU ended before the awaited marker appeared.
+    #[error("QEMU exited ({status}) before `{marker}` appeared on the serial console; QEMU said: {stderr}\n--- serial log tail ---\n{tail}")]
+    ExitedEarly {
+        /// The marker waited for.
+        marker: String,
+        /// QEMU's exit status.
+        status: ExitStatus,
+        /// QEMU's own stderr.
+        stderr: String,
+        /// The end of the serial log.
+        tail: String,
+    },
+    /// The guest printed a failure marker.
+    #[error("the guest printed the failure marker `{failure}` while waiting for `{marker}`\n--- serial log tail ---\n{tail}")]
+    GuestFailed {
+        /// The marker waited for.
+        marker: String,
+        /// The failure marker seen.
+        failure: String,
+        /// The end of the serial log.
+        tail: String,
+    },
+    /// Time ran out.
+    #[error("timed out after {waited:?} waiting for {what}; the VM was killed\n--- serial log tail ---\n{tail}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// The end of the serial log.
+        tail: String,
+    },
+    /// Waiting on the QEMU process failed.
+    #[error("waiting for QEMU (pid {pid}): {source}")]
+    Wait {
+        /// QEMU's pid.
+        pid: u32,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reserves a free TCP port on 127.0.0.1 by binding port 0 and releasing it.
+pub fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A running (or finished) QEMU process and its serial log.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    serial_log: PathBuf,
+    stderr_log: PathBuf,
+    deadline: Instant,
+    started: Instant,
+    exit: Option<ExitStatus>,
+    failure_markers: Vec<String>,
+}
+
+fn qemu_bin() -> String {
+    std::env::var("PIDEPLOY_QEMU").unwrap_or_else(|_| QEMU_BIN.to_string())
+}
+
+impl Vm {
+    /// Starts QEMU as configured. The serial log is truncated first.
+    pub fn start(cfg: &VmConfig) -> Result<Vm, QemuError> {
+        Self::start_with(&qemu_bin(), cfg)
+    }
+
+    fn start_with(bin: &str, cfg: &VmConfig) -> Result<Vm, QemuError> {
+        let bin = bin.to_string();
+        let io_err = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| QemuError::Io { what, path, source }
+        };
+        File::create(&cfg.serial_log).map_err(io_err("the serial log", &cfg.serial_log))?;
+        let stderr_log = cfg.serial_log.with_extension("qemu-stderr");
+        let stderr = File::create(&stderr_log).map_err(io_err("QEMU's stderr log", &stderr_log))?;
+        let stdout = stderr
+            .try_clone()
+            .map_err(io_err("QEMU's stderr log", &stderr_log))?;
+        let child = Command::new(&bin)
+            .args(cfg.args())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|source| {
+                if source.kind() == io::ErrorKind::NotFound {
+                    QemuError::NotInstalled { bin: bin.clone() }
+                } else {
+                    QemuError::Spawn {
+                        bin: bin.clone(),
+                        source,
+                    }
+                }
+            })?;
+        let started = Instant::now();
+        Ok(Vm {
+            child,
+            serial_log: cfg.serial_log.clone(),
+            stderr_log,
+            deadline: started + cfg.timeout,
+            started,
+            exit: None,
+            failure_markers: DEFAULT_FAILURE_MARKERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        })
+    }
+
+    /// Replaces the markers that make [`Vm::wait_for`] fail at once.
+    pub fn set_failure_markers(&mut self, markers: Vec<String>) {
+        self.failure_markers = markers;
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How long ago QEMU was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until `marker` appears on the serial console. Fails with the log tail when QEMU
+    /// exits first, a failure marker appears, or `timeout` (or the VM's hard deadline) passes —
+    /// in the last case the VM is killed.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<(), QemuError> {
+        let begin = Instant::now();
+        let until = self.deadline.min(begin + timeout);
+        loop {
+            let log = self.serial_log();
+            if log.contains(marker) {
+                return Ok(());
+            }
+            if let Some(failure) = self
+                .failure_markers
+                .iter()
+                .find(|f| log.contains(f.as_str()))
+            {
+                return Err(QemuError::GuestFailed {
+                    marker: marker.to_string(),
+                    failure: failure.clone(),
+                    tail: tail(&log),
+                });
+            }
+            if let Some(status) = self.poll_exit()? {
+                // The last bytes may have landed between the read and the exit.
+                let log = self.serial_log();
+                if log.contains(marker) {
+                    return Ok(());
+                }
+                return Err(QemuError::ExitedEarly {
+                    marker: marker.to_string(),
+                    status,
+                    stderr: self.qemu_stderr(),
+                    tail: tail(&log),
+                });
+            }
+            if Instant::now() >= until {
+                self.kill();
+                return Err(QemuError::Timeout {
+                    what: format!("`{marker}` on the serial console"),
+                    waited: begin.elapsed(),
+                    tail: tail(&self.serial_log()),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for QEMU to exit by itself; kills it and fails when `timeout` (or the hard deadline)
+    /// passes first.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, QemuError> {
+        let begin = Instant::now();
+        let until = self.deadline.min(begin + timeout);
+        loop {
+            if let Some(status) = self.poll_exit()? {
+                return Ok(status);
+            }
+            if Instant::now() >= until {
+                self.kill();
+                return Err(QemuError::Timeout {
+                    what: "QEMU to exit".into(),
+                    waited: begin.elapsed(),
+                    tail: tail(&self.serial_log()),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Kills QEMU (only this process, through its handle) and reaps it. Harmless when it already
+    /// exited.
+    pub fn kill(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        // An error here means it exited on its own between the checks; wait() reaps either way.
+        let _ = self.child.kill();
+        if let Ok(status) = self.child.wait() {
+            self.exit = Some(status);
+        }
+    }
+
+    /// Everything the guest wrote to its serial console so far.
+    pub fn serial_log(&self) -> String {
+        fs::read(&self.serial_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The path of the serial log.
+    pub fn serial_log_path(&self) -> &Path {
+        &self.serial_log
+    }
+
+    /// The exit status, once QEMU has ended.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.exit
+    }
+
+    fn poll_exit(&mut self) -> Result<Option<ExitStatus>, QemuError> {
+        if let Some(status) = self.exit {
+            return Ok(Some(status));
+        }
+        let status = self.child.try_wait().map_err(|source| QemuError::Wait {
+            pid: self.child.id(),
+            source,
+        })?;
+        self.exit = status;
+        Ok(status)
+    }
+
+    fn qemu_stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_log)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last few KiB of a log, cut at a character boundary.
+pub(crate) fn tail(log: &str) -> String {
+    if log.len() <= TAIL_BYTES {
+        return log.to_string();
+    }
+    let mut start = log.len() - TAIL_BYTES;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    log[start..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_match_the_measured_command_line() {
+        let mut cfg = VmConfig::new(
+            "/i/disk,1.img".into(),
+            "/k/Image".into(),
+            "/l/serial.log".into(),
+        );
+        cfg.initrd = Some("/k/initrd".into());
+        cfg.ssh_port = Some(2222);
+        let args = cfg.args().join(" ");
+        assert!(args.starts_with(
+            "-M virt -cpu cortex-a72 -smp 1 -m 1024 -nographic -no-reboot -monitor none"
+        ));
+        assert!(args.contains("-serial file:/l/serial.log"));
+        assert!(
+            args.contains("-kernel /k/Image -initrd /k/initrd -append console=ttyAMA0 panic=-1")
+        );
+        assert!(args.contains(
+            "-drive file=/i/disk,,1.img,format=raw,if=none,id=d0 -device virtio-blk-pci,drive=d0"
+        ));
+        assert!(args.contains(
+            "-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0"
+        ));
+    }
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let long = "é".repeat(4000);
+        let t = tail(&long);
+        assert!(t.len() <= TAIL_BYTES);
+        assert!(long.ends_with(&t));
+    }
+
+    #[test]
+    fn missing_qemu_says_how_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = VmConfig::new("/x.img".into(), "/k".into(), dir.path().join("serial.log"));
+        let err = Vm::start_with("qemu-system-aarch64-not-installed-here", &cfg).unwrap_err();
+        assert!(matches!(err, QemuError::NotInstalled { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "qemu-system-aarch64-not-installed-here not found: apt-get install qemu-system-arm"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! `pideploy qemu IMAGE`: boot an image the way the Pi firmware would choose its entry.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use pideploy_qemu::{Harness, HarnessOptions};
+
+use super::{CmdResult, Ui};
+
+/// `pideploy qemu`.
+#[derive(Args, Debug)]
+pub struct QemuArgs {
+    /// Raw image (.img) built for the qemu-aarch64 board.
+    image: PathBuf,
+    /// Forward the guest's SSH port to this 127.0.0.1 port (default: a free one).
+    #[arg(long)]
+    ssh_port: Option<u16>,
+    /// Hard timeout in seconds for the whole run.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Set the one-shot tryboot flag for the first boot.
+    #[arg(long)]
+    tryboot: bool,
+    /// Most boots to follow (reboots included).
+    #[arg(long, default_value_t = 4)]
+    max_boots: usize,
+}
+
+pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
+    let port = match a.ssh_port {
+        Some(p) => p,
+        None => pideploy_qemu::free_port()?,
+    };
+    let scratch = tempfile::tempdir()?;
+    let opts = HarnessOptions {
+        ssh_port: Some(port),
+        timeout: Duration::from_secs(a.timeout),
+        tryboot_first: a.tryboot,
+        max_boots: a.max_boots,
+        ..HarnessOptions::default()
+    };
+    let mut h = Harness::new(&a.image, scratch.path(), opts);
+    loop {
+        let sel = h.select()?;
+        ui.info(format!(
+            "booting {}{} ({}, ssh on 127.0.0.1:{port})",
+            sel.kernel,
+            sel.initramfs.as_deref().map(|i| format!(" + {i}")).unwrap_or_default(),
+            sel.config_file
+        ));
+        let vm = h.boot_once()?;
+        // Relay the console while the guest runs.
+        let log = vm.serial_log_path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let relay = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut shown = 0usize;
+                loop {
+                    let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                    if let Ok(bytes) = std::fs::read(&log) {
+                        if bytes.len() > shown {
+                            let _ = std::io::stdout().write_all(&bytes[shown..]);
+                            let _ = std::io::stdout().flush();
+                            shown = bytes.len();
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let rec = h.finish_boot(vm);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = relay.join();
+        let rec = rec?.clone();
+        ui.info(format!("boot {} ended: {:?}", rec.boot, rec.exit));
+        if !rec.exit.reboots() || h.boots().len() >= a.max_boots {
+            return Ok(match rec.exit {
+                pideploy_qemu::GuestEnd::PowerDown => 0,
+                _ => 1,
+            });
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Turns config + board + locked artifacts into store paths and the generation's toplevel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use pideploy_cache::{Cache, LockFile, LockedPackage, Role};
+use pideploy_config::{Board, HostConfig};
+use pideploy_store::{LocalStore, StorePath, STORE_DIR};
+
+use super::cpio::{write_newc, CpioEntry};
+use super::error::{io, BuildError};
+use super::etc::{self, EtcContext, GenFile};
+use super::{glob, modules, template::render};
+
+/// Everything the builder reads.
+pub struct SystemInputs<'a> {
+    /// The host config.
+    pub config: &'a HostConfig,
+    /// The board.
+    pub board: &'a Board,
+    /// The pinned artifacts.
+    pub lock: &'a LockFile,
+    /// Where the artifacts are.
+    pub cache: &'a Cache,
+    /// Where the results go.
+    pub store: &'a LocalStore,
+}
+
+/// The store paths of a built system.
+#[derive(Debug, Clone)]
+pub struct BuiltSystem {
+    /// `…-pideploy-system-<hostname>`.
+    pub toplevel: StorePath,
+    /// Unpacked packages by package name.
+    pub packages: BTreeMap<String, StorePath>,
+    /// Kernel, device trees and overlays.
+    pub kernel: StorePath,
+    /// The generated initramfs, for boards that need one.
+    pub initrd: Option<StorePath>,
+    /// The package set as one FHS tree of links.
+    pub sw: StorePath,
+    /// The generated /etc.
+    pub etc: StorePath,
+}
+
+/// Package names the config and board need, in the order they were asked for. `sudo` comes in when
+/// a user is allowed to use it.
+pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |n: &str| {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    };
+    for p in &board.base_packages {
+        push(p);
+    }
+    if config.users.iter().any(|u| u.sudo) {
+        push("sudo");
+    }
+    for p in &config.packages {
+        push(p);
+    }
+    out
+}
+
+/// Store path names allow `[A-Za-z0-9+._?=-]`; Debian versions also use ':' and '~'.
+fn path_name(name: &str, version: &str) -> String {
+    format!("{name}-{version}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "+._?=-".contains(c) { c } else { '_' })
+        .collect()
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Builds the system. Every step is content-addressed, so a second build with the same inputs only
+/// re-hashes generated files and ends with the same toplevel.
+pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
+    let cfg = inp.config;
+    let board = inp.board;
+    if inp.lock.board != board.name {
+        return Err(BuildError::WrongBoard { locked: inp.lock.board.clone(), wanted: board.name.clone() });
+    }
+    let lock_name = "pideploy.lock".to_string();
+    for want in wanted_packages(cfg, board) {
+        if !inp.lock.roots.iter().any(|r| *r == want) {
+            return Err(BuildError::NotLocked { what: format!("package {want}"), lock: lock_name });
+        }
+    }
+    if !inp.lock.roots.iter().any(|r| *r == board.kernel.package) {
+        return Err(BuildError::NotLocked { what: format!("kernel {}", board.kernel.package), lock: lock_name });
+    }
+
+    // 1. Packages.
+    let mut packages = BTreeMap::new();
+    for lp in inp.lock.packages.iter().filter(|p| p.role != Role::Kernel) {
+        packages.insert(lp.name.clone(), add_package(inp, lp)?);
+    }
+    let busybox_pkg = packages
+        .get("busybox-static")
+        .or_else(|| packages.get("busybox"))
+        .cloned()
+        .ok_or_else(|| BuildError::Config("the system needs busybox-static (board base_packages)".into()))?;
+    let busybox = format!("{}/bin/busybox", busybox_pkg.absolute());
+
+    // 2. Kernel (+ initrd): unpack the kernel packages once into scratch space.
+    let scratch = tempfile::Builder::new()
+        .prefix(".kernel-")
+        .tempdir_in(inp.store.root())
+        .map_err(io("creating scratch dir in", inp.store.root()))?;
+    let mut kernel_version = String::new();
+    for lp in inp.lock.packages.iter().filter(|p| p.role == Role::Kernel) {
+        let deb = inp.cache.require(&lp.name, &lp.sha256)?;
+        let f = fs::File::open(&deb).map_err(io("opening", &deb))?;
+        pideploy_debian::deb::extract_data(f, scratch.path())
+            .map_err(|source| BuildError::Unpack { package: lp.name.clone(), source })?;
+        if kernel_version.is_empty() || lp.name != board.kernel.package {
+            kernel_version = lp.version.clone();
+        }
+    }
+    let tree = walk(scratch.path())?;
+    let kernel = add_kernel(inp, scratch.path(), &tree, &kernel_version)?;
+    let initrd = match &board.initrd {
+        Some(spec) => Some(add_initrd(inp, scratch.path(), &tree, &spec.modules, &busybox_pkg, &kernel_version)?),
+        None => None,
+    };
+    drop(scratch);
+
+    // 3. The package set as an FHS tree, and /etc.
+    let sw = add_sw(inp.store, &packages)?;
+    let console = board.qemu.as_ref().map(|q| q.console.clone()).unwrap_or_else(|| "console".into());
+    let plan = etc::plan(
+        cfg,
+        &EtcContext { busybox: &busybox, console: &console, have_sudo: packages.contains_key("sudo") },
+    )
+    .map_err(BuildError::Config)?;
+    let etc_refs = BTreeSet::from([busybox_pkg.clone()]);
+    let etc = inp.store.add("etc", &etc_refs, |tmp| {
+        let out = tmp.join("out");
+        for (rel, f) in &plan.etc {
+            write_gen(&out.join(rel), f)?;
+        }
+        Ok::<(), io::Error>(())
+    })?;
+
+    // 4. The toplevel.
+    let toplevel = add_toplevel(inp, &TopParts {
+        busybox: &busybox,
+        busybox_pkg: &busybox_pkg,
+        packages: &packages,
+        kernel: &kernel,
+        initrd: initrd.as_ref(),
+        sw: &sw,
+        etc: &etc,
+        plan: &plan,
+        kernel_version: &kernel_version,
+    })?;
+    Ok(BuiltSystem { toplevel, packages, kernel, initrd, sw, etc })
+}
+
+fn add_package(inp: &SystemInputs, lp: &LockedPackage) -> Result<StorePath, BuildError> {
+    let deb = inp.cache.require(&lp.name, &lp.sha256)?;
+    let name = path_name(&lp.name, &lp.version);
+    let pkg = lp.name.clone();
+    Ok(inp.store.add(&name, &BTreeSet::new(), |tmp| {
+        let out = tmp.join("out");
+        fs::create_dir(&out)?;
+        let f = fs::File::open(&deb)?;
+        pideploy_debian::deb::extract_data(f, &out).map_err(|e| other(format!("{pkg}: {e}")))?;
+        Ok::<(), io::Error>(())
+    })?)
+}
+
+/// Relative paths of every file and link under `root` (directories excluded), sorted.
+fn walk(root: &Path) -> Result<Vec<String>, BuildError> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        for e in fs::read_dir(&dir).map_err(io("reading", &dir))? {
+            let e = e.map_err(io("reading", &dir))?;
+            let r = rel.join(e.file_name());
+            let ft = e.file_type().map_err(io("reading", e.path()))?;
+            if ft.is_dir() {
+                stack.push(r);
+            } else {
+                out.push(r.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn matching<'t>(tree: &'t [String], pattern: &str) -> Vec<&'t String> {
+    tree.iter().filter(|p| glob::matches(pattern, p)).collect()
+}
+
+fn add_kernel(inp: &SystemInputs, root: &Path, tree: &[String], version: &str) -> Result<StorePath, BuildError> {
+    let k = &inp.board.kernel;
+    let images = matching(tree, &k.image_glob);
+    let image = match images.as_slice() {
+        [one] => root.join(one),
+        [] => return Err(BuildError::Kernel(format!("no file matches image_glob {:?} in {}", k.image_glob, k.package))),
+        many => return Err(BuildError::Kernel(format!("image_glob {:?} matches {} files; make it specific", k.image_glob, many.len()))),
+    };
+    let dtbs: Vec<&String> = k.dtb_glob.as_deref().map(|g| matching(tree, g)).unwrap_or_default();
+    for want in &inp.board.boot.device_trees {
+        if !dtbs.iter().any(|d| d.rsplit('/').next() == Some(want)) {
+            return Err(BuildError::Kernel(format!("device tree {want} (board) is not in {}", k.package)));
+        }
+    }
+    let overlays: Vec<&String> = k.overlays_glob.as_deref().map(|g| matching(tree, g)).unwrap_or_default();
+    for want in &inp.board.boot.required_overlays {
+        if !overlays.iter().any(|d| d.rsplit('/').next() == Some(want)) {
+            return Err(BuildError::Kernel(format!("overlay {want} (board) is not in {}", k.package)));
+        }
+    }
+    // Boards without an initramfs load modules from the root, so the whole module tree goes in.
+    let with_modules = inp.board.initrd.is_none() && !k.modules_glob.is_empty();
+    let module_dirs: Vec<String> = if with_modules {
+        let mut dirs: BTreeSet<String> = BTreeSet::new();
+        for p in tree {
+            let parts: Vec<&str> = p.split('/').collect();
+            for n in 1..parts.len() {
+                let prefix = parts[..n].join("/");
+                if glob::matches(&k.modules_glob, &prefix) {
+                    dirs.insert(prefix);
+                }
+            }
+        }
+        dirs.into_iter().collect()
+    } else {
+        Vec::new()
+    };
+    let name = path_name("linux", version);
+    Ok(inp.store.add(&name, &BTreeSet::new(), |tmp| {
+        let out = tmp.join("out");
+        fs::create_dir_all(out.join("dtbs"))?;
+        fs::create_dir_all(out.join("overlays"))?;
+        fs::copy(&image, out.join("kernel"))?;
+        for d in &dtbs {
+            fs::copy(root.join(d), out.join("dtbs").join(d.rsplit('/').next().unwrap_or(d)))?;
+        }
+        for o in &overlays {
+            fs::copy(root.join(o), out.join("overlays").join(o.rsplit('/').next().unwrap_or(o)))?;
+        }
+        for m in &module_dirs {
+            copy_tree(&root.join(m), &out.join("lib/modules").join(m.rsplit('/').next().unwrap_or(m)))?;
+        }
+        Ok::<(), io::Error>(())
+    })?)
+}
+
+fn copy_tree(src: &Path, dest: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    if meta.file_type().is_symlink() {
+        symlink(fs::read_link(src)?, dest)
+    } else if meta.is_dir() {
+        fs::create_dir_all(dest)?;
+        let mut names: Vec<_> = fs::read_dir(src)?.collect::<Result<_, _>>()?;
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            copy_tree(&e.path(), &dest.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        fs::copy(src, dest).map(|_| ())
+    }
+}
+
+fn add_initrd(
+    inp: &SystemInputs,
+    root: &Path,
+    tree: &[String],
+    wanted: &[String],
+    busybox_pkg: &StorePath,
+    version: &str,
+) -> Result<StorePath, BuildError> {
+    // Module name -> file, for every module in the package.
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for p in tree.iter().filter(|p| p.ends_with(".ko")) {
+        let stem = p.rsplit('/').next().unwrap_or(p).trim_end_matches(".ko");
+        files.insert(modules::normalize(stem), p.clone());
+    }
+    // Dependencies of the modules reachable from the wanted ones (read lazily: 5000 modules, few needed).
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut todo: Vec<String> = wanted.iter().map(|w| modules::normalize(w)).collect();
+    while let Some(m) = todo.pop() {
+        if deps.contains_key(&m) {
+            continue;
+        }
+        let Some(file) = files.get(&m) else { continue };
+        let bytes = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
+        let d = modules::depends_of(&bytes);
+        todo.extend(d.iter().cloned());
+        deps.insert(m, d);
+    }
+    let order = modules::load_order(wanted, &deps).map_err(|e| {
+        BuildError::Kernel(format!("{e}; fix initrd.modules in the board file {}", inp.board.name))
+    })?;
+
+    let bb_path = inp.store.physical(busybox_pkg).join("bin/busybox");
+    let bb = fs::read(&bb_path).map_err(io("reading", &bb_path))?;
+    let mut entries = vec![
+        CpioEntry::Dir { path: "bin".into(), mode: 0o755 },
+        CpioEntry::File { path: "bin/busybox".into(), mode: 0o755, data: bb },
+        CpioEntry::Dir { path: "dev".into(), mode: 0o755 },
+        CpioEntry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
+        CpioEntry::Dir { path: "lib".into(), mode: 0o755 },
+        CpioEntry::Dir { path: "lib/modules".into(), mode: 0o755 },
+    ];
+    for m in &order {
+        let file = &files[m];
+        let data = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
+        entries.push(CpioEntry::File { path: format!("lib/modules/{m}.ko"), mode: 0o644, data });
+    }
+    entries.push(CpioEntry::File {
+        path: "lib/modules/load-order".into(),
+        mode: 0o644,
+        data: (order.join("\n") + "\n").into_bytes(),
+    });
+    for d in ["newroot", "proc", "sys"] {
+        entries.push(CpioEntry::Dir { path: d.into(), mode: 0o755 });
+    }
+    entries.push(CpioEntry::File {
+        path: "init".into(),
+        mode: 0o755,
+        data: include_bytes!("scripts/stage1-init.sh").to_vec(),
+    });
+    let cpio = write_newc(&entries).map_err(BuildError::Internal)?;
+    Ok(inp.store.add(&path_name("initrd", version), &BTreeSet::new(), |tmp| {
+        let out = tmp.join("out");
+        fs::create_dir(&out)?;
+        fs::write(out.join("initrd"), &cpio)
+    })?)
+}
+
+/// The package set merged into one FHS tree of links (like NixOS's system-path): the first package
+/// (by name) to provide a path wins; the others are listed in `conflicts`.
+fn add_sw(store: &LocalStore, packages: &BTreeMap<String, StorePath>) -> Result<StorePath, BuildError> {
+    let refs: BTreeSet<StorePath> = packages.values().cloned().collect();
+    Ok(store.add("system-path", &refs, |tmp| {
+        let out = tmp.join("out");
+        fs::create_dir(&out)?;
+        let mut conflicts = String::new();
+        for (name, sp) in packages {
+            let phys = store.physical(sp);
+            let mut stack = vec![PathBuf::new()];
+            while let Some(rel) = stack.pop() {
+                let mut ents: Vec<_> = fs::read_dir(phys.join(&rel))?.collect::<Result<_, _>>()?;
+                ents.sort_by_key(|e| e.file_name());
+                for e in ents {
+                    let r = rel.join(e.file_name());
+                    let dest = out.join(&r);
+                    if e.file_type()?.is_dir() {
+                        match fs::symlink_metadata(&dest) {
+                            Ok(m) if m.is_dir() => {}
+                            Ok(_) => {
+                                conflicts += &format!("{} {name}\n", r.display());
+                                continue;
+                            }
+                            Err(_) => fs::create_dir(&dest)?,
+                        }
+                        stack.push(r);
+                    } else if fs::symlink_metadata(&dest).is_ok() {
+                        conflicts += &format!("{} {name}\n", r.display());
+                    } else {
+                        symlink(format!("{}/{}", sp.absolute(), r.display()), &dest)?;
+                    }
+                }
+            }
+        }
+        // busybox-static ships only /bin/busybox; /bin/sh must exist for scripts and logins.
+        let sh = out.join("bin/sh");
+        if fs::symlink_metadata(&sh).is_err() && fs::symlink_metadata(out.join("bin/busybox")).is_ok() {
+            symlink("busybox", &sh)?;
+        }
+        fs::write(out.join(".pideploy-conflicts"), conflicts)?;
+        Ok::<(), io::Error>(())
+    })?)
+}
+
+struct TopParts<'a> {
+    busybox: &'a str,
+    busybox_pkg: &'a StorePath,
+    packages: &'a BTreeMap<String, StorePath>,
+    kernel: &'a StorePath,
+    initrd: Option<&'a StorePath>,
+    sw: &'a StorePath,
+    etc: &'a StorePath,
+    plan: &'a etc::EtcPlan,
+    kernel_version: &'a str,
+}
+
+fn write_gen(path: &Path, f: &GenFile) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match f {
+        GenFile::File { data, exec } => {
+            fs::write(path, data)?;
+            let mode = if *exec { 0o755 } else { 0o644 };
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        }
+        GenFile::Link(target) => symlink(target, path),
+    }
+}
+
+fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildError> {
+    let cfg = inp.config;
+    let board = inp.board;
+    let mut files: BTreeMap<String, GenFile> = BTreeMap::new();
+    let vars = [("BUSYBOX", t.busybox), ("SYSTEM", cfg.hostname.as_str())];
+    for (name, tpl) in [
+        ("init", include_str!("scripts/stage2-init.sh")),
+        ("activate", include_str!("scripts/activate.sh")),
+        ("boot-tasks", include_str!("scripts/boot-tasks.sh")),
+        ("ready", include_str!("scripts/ready.sh")),
+        ("shutdown-tasks", include_str!("scripts/shutdown-tasks.sh")),
+        ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
+    ] {
+        let text = render(tpl, &vars).map_err(BuildError::Internal)?;
+        files.insert(name.into(), GenFile::File { data: text.into_bytes(), exec: true });
+    }
+    let link = |p: &StorePath| GenFile::Link(p.absolute());
+    files.insert("sw".into(), link(t.sw));
+    files.insert("etc".into(), link(t.etc));
+    files.insert("kernel".into(), link(t.kernel));
+    if let Some(i) = t.initrd {
+        files.insert("initrd".into(), link(i));
+    }
+    files.insert("busybox".into(), GenFile::Link(t.busybox.to_string()));
+
+    let text = |s: &str| GenFile::File { data: s.as_bytes().to_vec(), exec: false };
+    files.insert("activation/etc-files".into(), text(&t.plan.etc_files));
+    files.insert("activation/users".into(), text(&t.plan.users));
+    files.insert("activation/files".into(), text(&t.plan.files_list));
+    files.insert("activation/wrappers".into(), text(&t.plan.wrappers));
+    for (user, keys) in &t.plan.keys {
+        files.insert(format!("activation/keys/{user}"), text(keys));
+    }
+    for (k, data) in &t.plan.files {
+        files.insert(format!("activation/files/{k}"), GenFile::File { data: data.clone(), exec: false });
+    }
+
+    // Boot entry ingredients; root= and init= are added when the entry is written, because the
+    // toplevel cannot name itself and the root partition's id belongs to the disk.
+    let mut params: Vec<String> = board.boot.cmdline.clone();
+    params.extend(cfg.boot.cmdline.iter().cloned());
+    files.insert("boot/kernel-params".into(), text(&(params.join(" ") + "\n")));
+    let mut config_txt = board.boot.config_txt.trim_end().to_string();
+    config_txt.push('\n');
+    if !cfg.boot.config.is_empty() || !cfg.boot.dtoverlays.is_empty() {
+        config_txt += "\n[all]\n# From pi.toml\n";
+        for line in &cfg.boot.config {
+            config_txt += &format!("{line}\n");
+        }
+        for o in &cfg.boot.dtoverlays {
+            config_txt += &format!("dtoverlay={o}\n");
+        }
+    }
+    files.insert("boot/config.txt".into(), text(&config_txt));
+    let kphys = inp.store.physical(t.kernel);
+    let mut entry = format!("{} kernel/kernel\n", board.boot.kernel_file);
+    if t.initrd.is_some() {
+        entry += "initrd.img initrd/initrd\n";
+    }
+    for dtb in sorted_names(&kphys.join("dtbs"))? {
+        entry += &format!("{dtb} kernel/dtbs/{dtb}\n");
+    }
+    if board.boot.overlays {
+        for o in sorted_names(&kphys.join("overlays"))? {
+            entry += &format!("overlays/{o} kernel/overlays/{o}\n");
+        }
+    }
+    files.insert("boot/entry".into(), text(&entry));
+
+    let manifest = serde_json::json!({
+        "format": 1,
+        "hostname": cfg.hostname,
+        "board": board.name,
+        "kernel": { "package": board.kernel.package, "version": t.kernel_version },
+        "packages": inp.lock.packages.iter().filter(|p| p.role != Role::Kernel)
+            .map(|p| (p.name.clone(), p.version.clone())).collect::<BTreeMap<_, _>>(),
+        "services": cfg.services.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "files": cfg.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+        "users": cfg.users.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
+        "config_digest": cfg.digest().map(hex::encode).map_err(|e| BuildError::Config(e.to_string()))?,
+    });
+    let manifest = serde_json::to_string_pretty(&manifest).map_err(|e| BuildError::Internal(e.to_string()))? + "\n";
+    files.insert("manifest.json".into(), text(&manifest));
+
+    let mut refs: BTreeSet<StorePath> = t.packages.values().cloned().collect();
+    refs.extend([t.sw.clone(), t.etc.clone(), t.kernel.clone(), t.busybox_pkg.clone()]);
+    refs.extend(t.initrd.cloned());
+    check_references(&files, &refs)?;
+    let name = format!("pideploy-system-{}", cfg.hostname);
+    Ok(inp.store.add(&name, &refs, |tmp| {
+        let out = tmp.join("out");
+        fs::create_dir(&out)?;
+        for (rel, f) in &files {
+            write_gen(&out.join(rel), f)?;
+        }
+        Ok::<(), io::Error>(())
+    })?)
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<String>, BuildError> {
+    let mut v: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(io("reading", dir))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io("reading", dir)(e)),
+    };
+    v.sort();
+    Ok(v)
+}
+
+/// Every store path named in generated content must be a declared reference, or a copy to the Pi
+/// would leave it dangling. This catches such builder bugs before they reach a device.
+fn check_references(files: &BTreeMap<String, GenFile>, refs: &BTreeSet<StorePath>) -> Result<(), BuildError> {
+    let known: BTreeSet<String> = refs.iter().map(|r| r.hash_part().to_string()).collect();
+    let prefix = format!("{STORE_DIR}/");
+    for (name, f) in files {
+        let text = match f {
+            GenFile::File { data, .. } => String::from_utf8_lossy(data).into_owned(),
+            GenFile::Link(t) => t.clone(),
+        };
+        for (i, _) in text.match_indices(&prefix) {
+            let hash: String = text[i + prefix.len()..].chars().take(pideploy_store::HASH_LEN).collect();
+            if !known.contains(&hash) {
+                return Err(BuildError::Internal(format!("{name} names {prefix}{hash}… which is not a declared reference")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_names_are_store_safe() {
+        assert_eq!(path_name("busybox-static", "1:1.35.0-4+deb12u1+b1"), "busybox-static-1_1.35.0-4+deb12u1+b1");
+        assert_eq!(path_name("x", "1.0~rc1"), "x-1.0_rc1");
+    }
+}

@@ -1,0 +1,37 @@
+#!@BUSYBOX@ sh
+# Boot tasks of a pideploy system, run once by busybox init (sysinit): hostname, loopback, network,
+# the boot partition at /boot/firmware, and the ssh host key (printed to the console so the first
+# connection can be checked against it).
+set -u
+. /etc/pideploy/system.env
+hostname -F /etc/hostname
+ip link set lo up
+
+ip link set "$NET_IFACE" up 2>/dev/null || echo "pideploy: warning: no network interface $NET_IFACE"
+if [ "$NET_MODE" = static ]; then
+    ip addr add "$NET_ADDRESS" dev "$NET_IFACE"
+    [ -z "$NET_GATEWAY" ] || ip route add default via "$NET_GATEWAY" dev "$NET_IFACE"
+    : > /run/resolv.conf.tmp
+    for d in $NET_DNS; do echo "nameserver $d" >> /run/resolv.conf.tmp; done
+    mv -f /run/resolv.conf.tmp /run/resolv.conf
+    echo "pideploy: $NET_IFACE has $NET_ADDRESS"
+fi
+
+# The boot partition is partition 1 of the disk that holds /.
+majmin=$(awk '$5 == "/" { print $3; exit }' /proc/self/mountinfo)
+part=$(readlink -f "/sys/dev/block/$majmin")
+bootdev=
+for p in "$(dirname "$part")"/*/partition; do
+    [ "$(cat "$p" 2>/dev/null)" = 1 ] && bootdev=/dev/$(basename "$(dirname "$p")")
+done
+if [ -n "$bootdev" ] && mount -t vfat -o rw,noatime "$bootdev" /boot/firmware; then
+    echo "pideploy: boot partition $bootdev on /boot/firmware"
+else
+    echo "pideploy: warning: boot partition not mounted (generations cannot add boot entries)"
+fi
+
+if [ "$SSH_ENABLE" = 1 ]; then
+    key=/etc/dropbear/dropbear_ed25519_host_key
+    [ -s "$key" ] || dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1
+    echo "pideploy: ssh host key: $(dropbearkey -y -f "$key" | grep '^ssh-')"
+fi

@@ -1,0 +1,13 @@
+#!@BUSYBOX@ sh
+# Prints the readiness marker once the ssh server listens (or at once without one), so tools
+# watching the console connect only when a login can succeed.
+. /etc/pideploy/system.env
+if [ "$SSH_ENABLE" = 1 ]; then
+    i=0
+    while ! netstat -ltn 2>/dev/null | grep -q ":$SSH_PORT "; do
+        i=$((i + 1))
+        [ $i -lt 600 ] || { echo "PIDEPLOY-FAIL ssh server did not start"; exit 1; }
+        usleep 100000
+    done
+fi
+echo "PIDEPLOY-READY $(readlink /run/current-system)"

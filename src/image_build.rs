@@ -1,0 +1,228 @@
+//! From a built system to an `ImageSpec`: the staged root (store, generation 1, skeleton) and the
+//! boot partition's files (config.txt + generation 1's entry).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use pideploy_config::{Board, HostConfig};
+use pideploy_image::{BootFile, ImagePlan, ImageSpec, TableKind};
+use pideploy_store::{LocalStore, StorePath};
+
+use crate::boot_entry::{self, EntryInput, Source};
+
+/// Fixed time of everything in an image (files, superblock, generation record), so that images are
+/// bit-identical whatever the clock. `SOURCE_DATE_EPOCH` overrides it, as reproducible builds expect.
+pub fn image_timestamp() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_704_067_200) // 2024-01-01T00:00:00Z
+}
+
+/// Why staging failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Reading the store or writing the staging tree failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The store could not answer.
+    #[error(transparent)]
+    Store(#[from] pideploy_store::StoreError),
+    /// The toplevel's boot data is malformed.
+    #[error("boot entry: {0}")]
+    Entry(String),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
+    move |source| StageError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// Copies a store path physically; hard links where possible (same filesystem, read-only files).
+fn copy_path(src: &Path, dest: &Path) -> Result<u64, StageError> {
+    let meta = fs::symlink_metadata(src).map_err(io_err("reading", src))?;
+    if meta.file_type().is_symlink() {
+        let t = fs::read_link(src).map_err(io_err("reading", src))?;
+        symlink(t, dest).map_err(io_err("writing", dest))?;
+        Ok(0)
+    } else if meta.is_dir() {
+        fs::create_dir(dest).map_err(io_err("creating", dest))?;
+        let mut total = 0;
+        let mut ents: Vec<_> = fs::read_dir(src)
+            .map_err(io_err("reading", src))?
+            .collect::<Result<_, _>>()
+            .map_err(io_err("reading", src))?;
+        ents.sort_by_key(|e| e.file_name());
+        for e in ents {
+            total += copy_path(&e.path(), &dest.join(e.file_name()))?;
+        }
+        // Store directories are read-only; keep that in the image.
+        let perm = fs::metadata(src).map_err(io_err("reading", src))?.permissions();
+        fs::set_permissions(dest, perm).map_err(io_err("writing", dest))?;
+        Ok(total)
+    } else {
+        if fs::hard_link(src, dest).is_err() {
+            fs::copy(src, dest).map_err(io_err("copying to", dest))?;
+        }
+        Ok(meta.len())
+    }
+}
+
+/// Fills `root` (empty) with the closure of `toplevel`, its registrations, generation 1 and the
+/// directories the first boot needs before activation. Returns the bytes of store content.
+pub fn stage_root(
+    store: &LocalStore,
+    toplevel: &StorePath,
+    config: &HostConfig,
+    root: &Path,
+) -> Result<u64, StageError> {
+    let closure = store.closure(std::slice::from_ref(toplevel))?;
+    let sdir = root.join("pideploy/store");
+    let vdir = root.join("pideploy/var/db/valid");
+    let pdir = root.join("pideploy/var/profiles");
+    let gdir = root.join("pideploy/var/generations");
+    for d in [&sdir, &vdir, &pdir, &gdir] {
+        fs::create_dir_all(d).map_err(io_err("creating", d))?;
+    }
+    for d in ["dev", "proc", "sys", "run", "tmp", "boot/firmware", "etc", "root", "home", "var"] {
+        let p = root.join(d);
+        fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+    }
+    let mut total = 0;
+    for p in &closure {
+        total += copy_path(&store.physical(p), &sdir.join(p.base_name()))?;
+        let info = store.query(p)?;
+        let reg = vdir.join(p.base_name());
+        fs::write(&reg, info.to_text()).map_err(io_err("writing", &reg))?;
+    }
+    symlink(toplevel.absolute(), pdir.join("system-1-link")).map_err(io_err("writing", &pdir))?;
+    symlink("system-1-link", pdir.join("system")).map_err(io_err("writing", &pdir))?;
+    let record = generation_record(1, image_timestamp(), toplevel, "pideploy image", config, "initial image")?;
+    let g = gdir.join("1.json");
+    fs::write(&g, record).map_err(io_err("writing", &g))?;
+    Ok(total)
+}
+
+/// The JSON record of a generation (`/pideploy/var/generations/N.json`).
+pub fn generation_record(
+    n: u32,
+    time: u64,
+    toplevel: &StorePath,
+    deployer: &str,
+    config: &HostConfig,
+    message: &str,
+) -> Result<String, StageError> {
+    let digest = config.digest().map(hex::encode).unwrap_or_default();
+    let v = serde_json::json!({
+        "generation": n,
+        "time": time,
+        "toplevel": toplevel.absolute(),
+        "deployer": deployer,
+        "config_digest": digest,
+        "message": message,
+    });
+    Ok(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+}
+
+/// Boot partition files for generation 1: `config.txt` and the `gen-1/` entry.
+pub fn boot_files(
+    store: &LocalStore,
+    toplevel: &StorePath,
+    board: &Board,
+    config: &HostConfig,
+    root_partuuid: &str,
+) -> Result<Vec<BootFile>, StageError> {
+    let top = store.physical(toplevel);
+    let read = |rel: &str| -> Result<String, StageError> {
+        let p = top.join(rel);
+        fs::read_to_string(&p).map_err(io_err("reading", &p))
+    };
+    let params = read("boot/kernel-params")?;
+    let entry_list = read("boot/entry")?;
+    let body = read("boot/config.txt")?;
+    let abs = toplevel.absolute();
+    let root = format!("PARTUUID={root_partuuid}");
+    let input = EntryInput { generation: 1, toplevel: &abs, kernel_params: &params, entry_list: &entry_list, root: &root };
+    let mut files = Vec::new();
+    for f in boot_entry::plan_entry(&input).map_err(StageError::Entry)? {
+        let data = match f.source {
+            Source::Bytes(b) => b,
+            Source::Toplevel(rel) => resolve_in_store(store, &top, &rel)
+                .and_then(|p| fs::read(&p).map_err(io_err("reading", &p)))?,
+        };
+        files.push(BootFile { path: f.path, data });
+    }
+    let has_initrd = entry_list.lines().any(|l| l.starts_with("initrd.img "));
+    let cfg_txt = boot_entry::config_txt(&body, 1, &config.hostname, &board.boot.kernel_file, has_initrd);
+    files.push(BootFile { path: "config.txt".into(), data: cfg_txt.into_bytes() });
+    Ok(files)
+}
+
+/// Follows a path inside a toplevel whose links point at `/pideploy/store/...` to the physical file.
+pub fn resolve_in_store(store: &LocalStore, top: &Path, rel: &str) -> Result<PathBuf, StageError> {
+    let mut cur = top.to_path_buf();
+    for comp in rel.split('/') {
+        cur = cur.join(comp);
+        for _ in 0..16 {
+            match fs::read_link(&cur) {
+                Ok(t) => {
+                    let t = t.to_string_lossy().into_owned();
+                    cur = match StorePath::parse(&t) {
+                        Ok(sp) => store.physical(&sp),
+                        Err(_) => cur.parent().map(|p| p.join(&t)).unwrap_or_else(|| PathBuf::from(&t)),
+                    };
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(cur)
+}
+
+/// The image spec for a board: partition defaults from the board, ids from `seed`.
+pub fn image_spec(board: &Board, table: Option<TableKind>, size: Option<u64>, seed: [u8; 32], root_dir: PathBuf) -> ImageSpec {
+    let table = table.unwrap_or(if board.partitions.table == "gpt" { TableKind::Gpt } else { TableKind::Mbr });
+    ImageSpec {
+        table,
+        seed,
+        total_size: size,
+        boot_size: board.partitions.boot_size_mib * 1024 * 1024,
+        boot_label: board.partitions.boot_label.to_uppercase(),
+        root_label: board.partitions.root_label.clone(),
+        boot_files: Vec::new(),
+        root_dir,
+        root_owners: Vec::new(),
+        timestamp: image_timestamp(),
+    }
+}
+
+/// Seed of every id in the image: config digest, lock and board, so the same inputs give the same ids.
+pub fn image_seed(config: &HostConfig, lock_text: &str, board: &Board) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"pideploy-image-seed-v1\n");
+    h.update(config.digest().unwrap_or_default());
+    h.update(Sha256::digest(lock_text.as_bytes()));
+    h.update(board.name.as_bytes());
+    h.finalize().into()
+}
+
+/// Closure store paths of the toplevel (re-exported for summaries).
+pub fn closure_of(store: &LocalStore, toplevel: &StorePath) -> Result<BTreeSet<StorePath>, StageError> {
+    Ok(store.closure(std::slice::from_ref(toplevel))?.into_iter().collect())
+}
+
+/// Plan accessor kept here so the CLI does not reach into image internals.
+pub fn root_partuuid(plan: &ImagePlan) -> String {
+    plan.root_partuuid().to_string()
+}
