@@ -235,8 +235,8 @@ impl Harness {
         }
     }
 
-    /// Reads boot files from `dir` instead of the image's boot partition; the image is still the
-    /// VM's disk.
+    /// Reads boot files from `source` (e.g. a host directory) instead of the image's boot
+    /// partition; the image is still the VM's disk.
     pub fn with_boot_source(mut self, source: BootSource) -> Harness {
         self.source = source;
         self

@@ -1,8 +1,8 @@
 //! Really boots an aarch64 kernel under QEMU: Debian's arm64 kernel with a busybox initramfs.
 //!
-//! Needs `qemu-system-arm`, `cpio` (for nothing here, but the lib tests), `dpkg`, and the arm64
-//! architecture in apt (`dpkg --add-architecture arm64 && apt-get update`); the packages are
-//! fetched once into `target/test-debs/`. Every QEMU run has a hard 60 s limit.
+//! Needs `qemu-system-arm`, `dpkg`, and the arm64 architecture in apt
+//! (`dpkg --add-architecture arm64 && apt-get update`); the packages are fetched once into
+//! `target/test-debs/`. Every QEMU run has a hard 60 s limit.
 
 mod common;
 

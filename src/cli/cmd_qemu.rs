@@ -79,7 +79,8 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         let _ = relay.join();
         let rec = rec?.clone();
         ui.info(format!("boot {} ended: {:?}", rec.boot, rec.exit));
-        if !rec.exit.reboots() || h.boots().len() >= a.max_boots {
+        let restart = matches!(rec.exit, pideploy_qemu::GuestEnd::Restart { .. });
+        if !restart || h.boots().len() >= a.max_boots {
             return Ok(match rec.exit {
                 pideploy_qemu::GuestEnd::PowerDown => 0,
                 _ => 1,

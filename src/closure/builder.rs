@@ -135,10 +135,8 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     // 3. The package set as an FHS tree, and /etc.
     let sw = add_sw(inp.store, &packages)?;
     let console = board.qemu.as_ref().map(|q| q.console.clone()).unwrap_or_else(|| "console".into());
-    let plan = etc::plan(
-        cfg,
-        &EtcContext { busybox: &busybox, console: &console, have_sudo: packages.contains_key("sudo") },
-    )
+    let sudo = packages.get("sudo").map(|p| format!("{}/usr/bin/sudo", p.absolute()));
+    let plan = etc::plan(cfg, &EtcContext { busybox: &busybox, console: &console, sudo: sudo.as_deref() })
     .map_err(BuildError::Config)?;
     let etc_refs = BTreeSet::from([busybox_pkg.clone()]);
     let etc = inp.store.add("etc", &etc_refs, |tmp| {
@@ -342,6 +340,9 @@ fn add_initrd(
     })?)
 }
 
+/// Programs that only work setuid root; activation copies them to /run/wrappers/bin.
+const WRAPPED: &[&str] = &["usr/bin/sudo"];
+
 /// The package set merged into one FHS tree of links (like NixOS's system-path): the first package
 /// (by name) to provide a path wins; the others are listed in `conflicts`.
 fn add_sw(store: &LocalStore, packages: &BTreeMap<String, StorePath>) -> Result<StorePath, BuildError> {
@@ -371,20 +372,48 @@ fn add_sw(store: &LocalStore, packages: &BTreeMap<String, StorePath>) -> Result<
                         stack.push(r);
                     } else if fs::symlink_metadata(&dest).is_ok() {
                         conflicts += &format!("{} {name}\n", r.display());
+                    } else if let Some(w) = WRAPPED.iter().find(|w| Path::new(w) == r) {
+                        // setuid programs resolve to their wrapper, whatever PATH the caller has.
+                        let base = w.rsplit('/').next().unwrap_or(w);
+                        symlink(format!("/run/wrappers/bin/{base}"), &dest)?;
                     } else {
                         symlink(format!("{}/{}", sp.absolute(), r.display()), &dest)?;
                     }
                 }
             }
         }
-        // busybox-static ships only /bin/busybox; /bin/sh must exist for scripts and logins.
-        let sh = out.join("bin/sh");
-        if fs::symlink_metadata(&sh).is_err() && fs::symlink_metadata(out.join("bin/busybox")).is_ok() {
-            symlink("busybox", &sh)?;
+        // busybox-static ships only /bin/busybox: give every applet a name in /bin (sh, ls, id,
+        // poweroff ...) unless a package provides that command, so any PATH finds them.
+        if let Some(bb) = packages.get("busybox-static") {
+            let bin = fs::read(store.physical(bb).join("bin/busybox"))?;
+            let applets = busybox_applets(&bin).ok_or_else(|| other("cannot find the applet list in busybox-static's bin/busybox"))?;
+            for a in applets {
+                let taken = ["bin", "sbin", "usr/bin", "usr/sbin"]
+                    .iter()
+                    .any(|d| fs::symlink_metadata(out.join(d).join(&a)).is_ok());
+                if !taken && a != "busybox" {
+                    symlink("busybox", out.join("bin").join(&a))?;
+                }
+            }
         }
         fs::write(out.join(".pideploy-conflicts"), conflicts)?;
         Ok::<(), io::Error>(())
     })?)
+}
+
+/// The applet names compiled into a busybox binary: a NUL-separated, sorted list that starts with
+/// "[" and "[[" and ends with an empty name.
+fn busybox_applets(bin: &[u8]) -> Option<Vec<String>> {
+    let start = bin.windows(5).position(|w| w == b"[\0[[\0")?;
+    let len = bin[start..].windows(2).position(|w| w == b"\0\0")?;
+    let names: Vec<String> = bin[start..start + len]
+        .split(|&b| b == 0)
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    let valid = names.len() > 10
+        && names.windows(2).all(|w| w[0] < w[1])
+        && names.iter().all(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(&b)));
+    valid.then_some(names)
 }
 
 struct TopParts<'a> {
@@ -536,8 +565,13 @@ fn check_references(files: &BTreeMap<String, GenFile>, refs: &BTreeSet<StorePath
             GenFile::Link(t) => t.clone(),
         };
         for (i, _) in text.match_indices(&prefix) {
-            let hash: String = text[i + prefix.len()..].chars().take(pideploy_store::HASH_LEN).collect();
-            if !known.contains(&hash) {
+            let rest = &text[i + prefix.len()..];
+            let hash: String = rest.chars().take(pideploy_store::HASH_LEN).collect();
+            // Only text shaped like a store path counts ("$(basename ...)" in a script does not).
+            let shaped = hash.len() == pideploy_store::HASH_LEN
+                && hash.bytes().all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
+                && rest[hash.len()..].starts_with('-');
+            if shaped && !known.contains(&hash) {
                 return Err(BuildError::Internal(format!("{name} names {prefix}{hash}… which is not a declared reference")));
             }
         }
@@ -548,6 +582,21 @@ fn check_references(files: &BTreeMap<String, GenFile>, refs: &BTreeSet<StorePath
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_busybox_applets() {
+        let mut bin = b"\x7fELF junk [\0[[\0acpid\0ls\0sh\0zcat\0\0more".to_vec();
+        bin.extend_from_slice(b"x");
+        let a = busybox_applets(&bin);
+        assert!(a.is_none(), "too few names is not an applet list");
+        let names: Vec<String> = (0..20).map(|i| format!("a{i:02}")).collect();
+        let mut bin = b"junk[\0[[\0".to_vec();
+        bin.extend(names.join("\0").bytes());
+        bin.extend(b"\0\0tail");
+        let got = busybox_applets(&bin).unwrap();
+        assert_eq!(got.len(), 22);
+        assert_eq!(got[2], "a00");
+    }
 
     #[test]
     fn path_names_are_store_safe() {

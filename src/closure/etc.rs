@@ -76,8 +76,9 @@ pub struct EtcContext<'a> {
     pub busybox: &'a str,
     /// Console device for the login prompt.
     pub console: &'a str,
-    /// Whether the sudo package is in the closure (then sudoers and the setuid wrapper are made).
-    pub have_sudo: bool,
+    /// Absolute path of the sudo binary when the sudo package is in the closure (then sudoers and
+    /// the setuid wrapper are made).
+    pub sudo: Option<&'a str>,
 }
 
 /// An owner or group name resolved to a numeric id, or an error naming it.
@@ -262,7 +263,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     );
     e.insert("inittab".into(), GenFile::text(inittab));
 
-    if ctx.have_sudo {
+    if let Some(sudo) = ctx.sudo {
         e.insert(
             "sudoers".into(),
             GenFile::text("Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n"),
@@ -272,7 +273,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
             "pam.d/sudo".into(),
             GenFile::text("auth required pam_deny.so\naccount required pam_permit.so\nsession required pam_permit.so\n"),
         );
-        p.wrappers = "sudo /run/current-system/sw/usr/bin/sudo\n".into();
+        p.wrappers = format!("sudo {sudo}\n");
     } else if cfg.users.iter().any(|u| u.sudo) {
         return Err("users: sudo = true needs the sudo package; run `pideploy lock` so it is locked".into());
     }
@@ -312,7 +313,11 @@ mod tests {
     use pideploy_config::HostConfig;
 
     fn ctx() -> EtcContext<'static> {
-        EtcContext { busybox: "/pideploy/store/x-busybox/bin/busybox", console: "ttyAMA0", have_sudo: true }
+        EtcContext {
+            busybox: "/pideploy/store/x-busybox/bin/busybox",
+            console: "ttyAMA0",
+            sudo: Some("/pideploy/store/x-sudo/usr/bin/sudo"),
+        }
     }
 
     #[test]

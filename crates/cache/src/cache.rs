@@ -151,12 +151,11 @@ impl Cache {
             .sync_all()
             .map_err(CacheError::io("syncing", temp.path()))?;
         set_readable(temp.path())?;
-        temp.persist(&dest)
-            .map_err(|e| CacheError::Io {
-                action: "moving verified file into",
-                path: dest.clone(),
-                source: e.error,
-            })?;
+        temp.persist(&dest).map_err(|e| CacheError::Io {
+            action: "moving verified file into",
+            path: dest.clone(),
+            source: e.error,
+        })?;
         sync_dir(&self.blobs())?;
         Ok(dest)
     }

@@ -145,7 +145,9 @@ mod tests {
     #[test]
     fn file_names_from_urls() {
         assert_eq!(
-            file_name_of("http://deb.debian.org/debian/pool/main/b/busybox/busybox-static_1_arm64.deb"),
+            file_name_of(
+                "http://deb.debian.org/debian/pool/main/b/busybox/busybox-static_1_arm64.deb"
+            ),
             "busybox-static_1_arm64.deb"
         );
         assert_eq!(file_name_of("https://x/a.deb?sig=1#frag"), "a.deb");

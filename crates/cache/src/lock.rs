@@ -79,7 +79,8 @@ impl Role {
 impl LockFile {
     /// Reads and checks a lock file.
     pub fn load(path: &Path) -> Result<Self, CacheError> {
-        let text = std::fs::read_to_string(path).map_err(CacheError::io("reading lock file", path))?;
+        let text =
+            std::fs::read_to_string(path).map_err(CacheError::io("reading lock file", path))?;
         Self::from_toml_str(&text, path)
     }
 
@@ -103,9 +104,15 @@ impl LockFile {
         }
         for package in &lock.packages {
             let problem = if !is_sha256_name(&package.sha256) {
-                Some(format!("sha256 `{}` is not 64 lower-case hex digits", package.sha256))
+                Some(format!(
+                    "sha256 `{}` is not 64 lower-case hex digits",
+                    package.sha256
+                ))
             } else if !package.url.ends_with(&format!("/{}", package.filename)) {
-                Some(format!("url `{}` does not end in its filename `{}`", package.url, package.filename))
+                Some(format!(
+                    "url `{}` does not end in its filename `{}`",
+                    package.url, package.filename
+                ))
             } else {
                 None
             };
@@ -224,7 +231,14 @@ mod tests {
 
     #[test]
     fn quoting_round_trips_through_toml() {
-        for s in ["plain", "1:2.3-4+b1", "q\"uote", "back\\slash", "nl\nx", "bell\u{7}"] {
+        for s in [
+            "plain",
+            "1:2.3-4+b1",
+            "q\"uote",
+            "back\\slash",
+            "nl\nx",
+            "bell\u{7}",
+        ] {
             let doc = format!("v = {}", quote(s));
             let parsed: toml::Table = toml::from_str(&doc).unwrap();
             assert_eq!(parsed["v"].as_str(), Some(s), "{doc}");

@@ -17,7 +17,9 @@ pub fn normalise_sha256(s: &str) -> Result<String, CacheError> {
 
 /// Whether `s` is exactly a lower-case hex sha256 (a valid cache file name).
 pub(crate) fn is_sha256_name(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Copies `from` to `to`, returning (hex sha256, byte count); `chunk` sees the running total after every block.
@@ -67,7 +69,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(hash, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!((n, out.as_slice(), seen), (3, &b"abc"[..], vec![3]));
     }
 }

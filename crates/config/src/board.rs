@@ -149,8 +149,7 @@ impl Board {
         if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
             return Self::from_toml_str(text, &format!("boards/{name}.toml"));
         }
-        let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
-        if !looks_like_path {
+        if !is_board_path(name_or_path) {
             return Err(ConfigError::UnknownBoard {
                 name: name_or_path.to_owned(),
                 known: Self::known().into_iter().map(str::to_owned).collect(),
@@ -242,6 +241,11 @@ impl Board {
             Err(issues)
         }
     }
+}
+
+/// Whether a `board` value names a board file rather than a built-in board.
+pub(crate) fn is_board_path(s: &str) -> bool {
+    !BUILTIN.iter().any(|(name, _)| *name == s) && (s.contains('/') || s.ends_with(".toml"))
 }
 
 /// The last `[section]` line of a config.txt body, or `[all]` if there is none (the default).

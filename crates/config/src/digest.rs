@@ -1,7 +1,7 @@
 //! The config digest: a sha256 that changes exactly when the built system would.
 //!
 //! Local paths are deliberately left out: the same config checked out in two directories must
-//! give the same digest. A file's `source` contributes the sha256 of its contents instead of its
+//! give the same digest. A board file and a file's `source` contribute the sha256 of its contents instead of its
 //! path; a secret's source and the wifi psk file contribute only the fact that they are set,
 //! because their contents never enter the store.
 
@@ -39,6 +39,11 @@ impl HostConfig {
     /// The canonical text the digest covers (exposed so a changed digest can be explained by a diff).
     pub fn canonical_json(&self) -> Result<String, ConfigError> {
         let mut value = serde_json::to_value(self).map_err(ConfigError::Canonical)?;
+        if crate::board::is_board_path(&self.board) {
+            // A board file counts by its contents, like a file source.
+            let hash = hash_file(Path::new(&self.board))?;
+            value["board"] = Value::String(format!("sha256:{hash}"));
+        }
         for (i, file) in self.files.iter().enumerate() {
             if let Some(source) = &file.source {
                 value["files"][i]["source"] =

@@ -13,7 +13,8 @@ pub const DEFAULT_GENERATIONS_TO_KEEP: u32 = 5;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
-    /// Board name (`rpi5`, `qemu-aarch64`) or path to a board file.
+    /// Board name (`rpi5`, `qemu-aarch64`) or path to a board file (a relative path is resolved
+    /// against the config's directory, so the value can go straight to `Board::load`).
     #[serde(default = "default_board")]
     pub board: String,
     /// Host name (one RFC 1123 label).
@@ -345,6 +346,9 @@ impl HostConfig {
     }
 
     fn resolve_paths(&mut self, base_dir: &Path) {
+        if crate::board::is_board_path(&self.board) && Path::new(&self.board).is_relative() {
+            self.board = base_dir.join(&self.board).display().to_string();
+        }
         let resolve = |p: &mut PathBuf| {
             // An empty path stays empty so validation can name it instead of it silently meaning `base_dir`.
             if p.is_relative() && !p.as_os_str().is_empty() {

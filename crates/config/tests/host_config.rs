@@ -531,3 +531,34 @@ fn digest_changes_with_a_field_or_a_source_file() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_board_file_resolves_against_base_dir_and_counts_by_content() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let board = include_str!("../../../boards/qemu-aarch64.toml");
+    for dir in [a.path(), b.path()] {
+        std::fs::create_dir(dir.join("boards")).unwrap();
+        std::fs::write(dir.join("boards/mine.toml"), board).unwrap();
+    }
+    let text = "board = \"boards/mine.toml\"\nhostname = \"pi\"\n";
+    let config = HostConfig::from_toml_str(text, "pi.toml", a.path()).unwrap();
+    assert_eq!(Path::new(&config.board), a.path().join("boards/mine.toml"));
+    pideploy_config::Board::load(&config.board).unwrap();
+
+    let digest = digest_in(a.path(), text);
+    assert_eq!(digest_in(b.path(), text), digest);
+    std::fs::write(
+        b.path().join("boards/mine.toml"),
+        board.replace("1024", "2048"),
+    )
+    .unwrap();
+    assert_ne!(digest_in(b.path(), text), digest);
+    // Built-in names stay names.
+    assert_eq!(
+        parse("board = \"qemu-aarch64\"\nhostname = \"pi\"\n")
+            .unwrap()
+            .board,
+        "qemu-aarch64"
+    );
+}

@@ -45,9 +45,12 @@ pub struct Bmap {
 
 /// Maps the raw image file `raw`.
 pub fn bmap_from_raw(raw: &Path) -> Result<Bmap, IoError> {
-    let f = File::open(raw).map_err(IoError::io(format!("opening the raw image {raw:?} to map it")))?;
-    Bmap::from_reader(&mut BufReader::with_capacity(1 << 20, f))
-        .map_err(IoError::io(format!("reading the raw image {raw:?} to map it")))
+    let f = File::open(raw).map_err(IoError::io(format!(
+        "opening the raw image {raw:?} to map it"
+    )))?;
+    Bmap::from_reader(&mut BufReader::with_capacity(1 << 20, f)).map_err(IoError::io(format!(
+        "reading the raw image {raw:?} to map it"
+    )))
 }
 
 impl Bmap {
@@ -68,18 +71,32 @@ impl Bmap {
             for chunk in buf[..n].chunks(bs) {
                 if is_zero(chunk) {
                     if let Some((first, h)) = run.take() {
-                        ranges.push(BmapRange { first, last: block - 1, sha256: Sha256::from_hasher(h) });
+                        ranges.push(BmapRange {
+                            first,
+                            last: block - 1,
+                            sha256: Sha256::from_hasher(h),
+                        });
                     }
                 } else {
-                    run.get_or_insert_with(|| (block, sha2::Sha256::new())).1.update(chunk);
+                    run.get_or_insert_with(|| (block, sha2::Sha256::new()))
+                        .1
+                        .update(chunk);
                 }
                 block += 1;
             }
         }
         if let Some((first, h)) = run {
-            ranges.push(BmapRange { first, last: block - 1, sha256: Sha256::from_hasher(h) });
+            ranges.push(BmapRange {
+                first,
+                last: block - 1,
+                sha256: Sha256::from_hasher(h),
+            });
         }
-        Ok(Bmap { image_size: size, block_size: BMAP_BLOCK_SIZE, ranges })
+        Ok(Bmap {
+            image_size: size,
+            block_size: BMAP_BLOCK_SIZE,
+            ranges,
+        })
     }
 
     /// Number of blocks in the image (the last may be partial).
@@ -94,7 +111,10 @@ impl Bmap {
 
     /// Byte span `start..end` of a range, cut at the image end.
     pub fn range_bytes(&self, r: &BmapRange) -> (u64, u64) {
-        (r.first * self.block_size, ((r.last + 1) * self.block_size).min(self.image_size))
+        (
+            r.first * self.block_size,
+            ((r.last + 1) * self.block_size).min(self.image_size),
+        )
     }
 
     /// The bmap file text, byte for byte what bmaptool expects, with `BmapFileChecksum` filled in.
@@ -111,8 +131,16 @@ impl Bmap {
              Made by pideploy; bmaptool reads it. -->\n\n",
         );
         let _ = writeln!(head, "<bmap version=\"{VERSION}\">");
-        let _ = writeln!(head, "    <!-- Image size in bytes -->\n    <ImageSize> {} </ImageSize>\n", self.image_size);
-        let _ = writeln!(head, "    <!-- Size of a block in bytes -->\n    <BlockSize> {} </BlockSize>\n", self.block_size);
+        let _ = writeln!(
+            head,
+            "    <!-- Image size in bytes -->\n    <ImageSize> {} </ImageSize>\n",
+            self.image_size
+        );
+        let _ = writeln!(
+            head,
+            "    <!-- Size of a block in bytes -->\n    <BlockSize> {} </BlockSize>\n",
+            self.block_size
+        );
         let _ = writeln!(head, "    <!-- Count of blocks in the image file -->\n    <BlocksCount> {blocks} </BlocksCount>\n");
         let _ = writeln!(
             head,
@@ -133,9 +161,17 @@ impl Bmap {
         );
         for r in &self.ranges {
             if r.first == r.last {
-                let _ = writeln!(tail, "        <Range chksum=\"{}\"> {} </Range>", r.sha256, r.first);
+                let _ = writeln!(
+                    tail,
+                    "        <Range chksum=\"{}\"> {} </Range>",
+                    r.sha256, r.first
+                );
             } else {
-                let _ = writeln!(tail, "        <Range chksum=\"{}\"> {}-{} </Range>", r.sha256, r.first, r.last);
+                let _ = writeln!(
+                    tail,
+                    "        <Range chksum=\"{}\"> {}-{} </Range>",
+                    r.sha256, r.first, r.last
+                );
             }
         }
         tail.push_str("    </BlockMap>\n</bmap>\n");
@@ -150,17 +186,29 @@ impl Bmap {
     pub fn from_xml(s: &str) -> Result<Self, IoError> {
         let bad = |reason: String| IoError::BmapParse { reason };
         let clean = blank_comments(s);
-        let open = clean.find("<bmap").ok_or_else(|| bad("no <bmap> element".into()))?;
-        let tag_end = clean[open..].find('>').map(|i| open + i).ok_or_else(|| bad("unclosed <bmap> tag".into()))?;
-        let version = attribute(&clean[open..tag_end], "version").ok_or_else(|| bad("<bmap> has no version".into()))?;
+        let open = clean
+            .find("<bmap")
+            .ok_or_else(|| bad("no <bmap> element".into()))?;
+        let tag_end = clean[open..]
+            .find('>')
+            .map(|i| open + i)
+            .ok_or_else(|| bad("unclosed <bmap> tag".into()))?;
+        let version = attribute(&clean[open..tag_end], "version")
+            .ok_or_else(|| bad("<bmap> has no version".into()))?;
         let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
         let supported = matches!((major.trim(), minor.trim()), ("2", _) | ("1", "4"));
         if !supported {
-            return Err(bad(format!("bmap format version {version} is not supported (only 1.4 and 2.x, with sha256)")));
+            return Err(bad(format!(
+                "bmap format version {version} is not supported (only 1.4 and 2.x, with sha256)"
+            )));
         }
         let number = |name: &str| -> Result<u64, IoError> {
-            let (a, b) = element(&clean, name).ok_or_else(|| bad(format!("<{name}> is missing")))?;
-            s[a..b].trim().parse().map_err(|_| bad(format!("<{name}> is not a number: {:?}", s[a..b].trim())))
+            let (a, b) =
+                element(&clean, name).ok_or_else(|| bad(format!("<{name}> is missing")))?;
+            s[a..b]
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("<{name}> is not a number: {:?}", s[a..b].trim())))
         };
         let image_size = number("ImageSize")?;
         let block_size = number("BlockSize")?;
@@ -169,32 +217,53 @@ impl Bmap {
         if block_size == 0 {
             return Err(bad("<BlockSize> is 0".into()));
         }
-        let (a, b) = element(&clean, "ChecksumType").ok_or_else(|| bad("<ChecksumType> is missing".into()))?;
+        let (a, b) = element(&clean, "ChecksumType")
+            .ok_or_else(|| bad("<ChecksumType> is missing".into()))?;
         if s[a..b].trim() != "sha256" {
-            return Err(bad(format!("checksum type {:?} is not supported, only sha256", s[a..b].trim())));
+            return Err(bad(format!(
+                "checksum type {:?} is not supported, only sha256",
+                s[a..b].trim()
+            )));
         }
-        let (a, b) = element(&clean, "BmapFileChecksum").ok_or_else(|| bad("<BmapFileChecksum> is missing".into()))?;
+        let (a, b) = element(&clean, "BmapFileChecksum")
+            .ok_or_else(|| bad("<BmapFileChecksum> is missing".into()))?;
         let expected = s[a..b].trim().to_string();
         let lead = s[a..b].len() - s[a..b].trim_start().len();
         let at = a + lead;
-        let zeroed = format!("{}{}{}", &s[..at], "0".repeat(expected.len()), &s[at + expected.len()..]);
+        let zeroed = format!(
+            "{}{}{}",
+            &s[..at],
+            "0".repeat(expected.len()),
+            &s[at + expected.len()..]
+        );
         let actual = Sha256::of(zeroed.as_bytes()).to_string();
         if !actual.eq_ignore_ascii_case(&expected) {
             return Err(IoError::BmapChecksum { expected, actual });
         }
-        let (map_a, map_b) = element(&clean, "BlockMap").ok_or_else(|| bad("<BlockMap> is missing".into()))?;
+        let (map_a, map_b) =
+            element(&clean, "BlockMap").ok_or_else(|| bad("<BlockMap> is missing".into()))?;
         let ranges = parse_ranges(&s[map_a..map_b], &clean[map_a..map_b]).map_err(bad)?;
-        let bmap = Bmap { image_size, block_size, ranges };
+        let bmap = Bmap {
+            image_size,
+            block_size,
+            ranges,
+        };
         if bmap.blocks_count() != blocks {
             return Err(bad(format!("<BlocksCount> {blocks} does not match <ImageSize> {image_size} / <BlockSize> {block_size}")));
         }
         if bmap.mapped_blocks() != mapped {
-            return Err(bad(format!("<MappedBlocksCount> {mapped} but the ranges hold {} blocks", bmap.mapped_blocks())));
+            return Err(bad(format!(
+                "<MappedBlocksCount> {mapped} but the ranges hold {} blocks",
+                bmap.mapped_blocks()
+            )));
         }
         let mut next = 0u64;
         for r in &bmap.ranges {
             if r.first < next || r.last < r.first || r.last >= blocks {
-                return Err(bad(format!("range {}-{} is out of order, overlapping or past the image end", r.first, r.last)));
+                return Err(bad(format!(
+                    "range {}-{} is out of order, overlapping or past the image end",
+                    r.first, r.last
+                )));
             }
             next = r.last + 1;
         }
@@ -209,9 +278,16 @@ fn blank_comments(s: &str) -> String {
     while let Some(i) = rest.find("<!--") {
         out.push_str(&rest[..i]);
         let end = rest[i..].find("-->").map_or(rest.len(), |j| i + j + 3);
-        out.extend(rest[i..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+        out.extend(
+            rest[i..end]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' }),
+        );
         // Multi-byte characters became one space each; pad so byte offsets stay aligned.
-        out.extend(std::iter::repeat_n(' ', rest[i..end].len() - rest[i..end].chars().count()));
+        out.extend(std::iter::repeat_n(
+            ' ',
+            rest[i..end].len() - rest[i..end].chars().count(),
+        ));
         rest = &rest[end..];
     }
     out.push_str(rest);
@@ -252,18 +328,31 @@ fn parse_ranges(raw: &str, clean: &str) -> Result<Vec<BmapRange>, String> {
     while let Some(i) = clean[pos..].find("<Range") {
         let start = pos + i;
         let gt = start + clean[start..].find('>').ok_or("unclosed <Range> tag")?;
-        let close = gt + clean[gt..].find("</Range>").ok_or("<Range> without </Range>")?;
+        let close = gt
+            + clean[gt..]
+                .find("</Range>")
+                .ok_or("<Range> without </Range>")?;
         let text = raw[gt + 1..close].trim();
         let (first, last) = match text.split_once('-') {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (text, text),
         };
-        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("range {text:?} is not a block number or a-b"));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("range {text:?} is not a block number or a-b"))
+        };
         let (first, last) = (num(first)?, num(last)?);
-        let sum = attribute(&raw[start..gt], "chksum")
-            .ok_or_else(|| format!("range {text:?} has no chksum attribute (bmaps without checksums are not accepted)"))?;
+        let sum = attribute(&raw[start..gt], "chksum").ok_or_else(|| {
+            format!(
+                "range {text:?} has no chksum attribute (bmaps without checksums are not accepted)"
+            )
+        })?;
         let sha256 = sum.parse().map_err(|e| format!("range {text:?}: {e}"))?;
-        out.push(BmapRange { first, last, sha256 });
+        out.push(BmapRange {
+            first,
+            last,
+            sha256,
+        });
         pos = close + "</Range>".len();
     }
     Ok(out)
@@ -298,7 +387,10 @@ mod tests {
         assert_eq!(b.ranges[1].sha256, Sha256::of(&img[3 * bs..6 * bs]));
         // The partial last block is hashed only up to the image end, as bmaptool does.
         assert_eq!(b.ranges[2].sha256, Sha256::of(&img[7 * bs..]));
-        assert_eq!(b.range_bytes(&b.ranges[2]), (7 * bs as u64, img.len() as u64));
+        assert_eq!(
+            b.range_bytes(&b.ranges[2]),
+            (7 * bs as u64, img.len() as u64)
+        );
         assert_eq!(b.mapped_blocks(), 5);
     }
 
@@ -317,7 +409,10 @@ mod tests {
         assert_eq!(Sha256::of(zeroed.as_bytes()).to_string(), sum);
         // Any edit is caught.
         let edited = xml.replacen("> 3-5 <", "> 3-4 <", 1);
-        assert!(matches!(Bmap::from_xml(&edited), Err(IoError::BmapChecksum { .. })));
+        assert!(matches!(
+            Bmap::from_xml(&edited),
+            Err(IoError::BmapChecksum { .. })
+        ));
     }
 
     #[test]
@@ -339,14 +434,20 @@ mod tests {
         b.ranges[2].last = 8; // past the end
         assert!(Bmap::from_xml(&b.to_xml()).is_err());
         let sha1 = "<bmap version=\"1.3\"><ImageSize>1</ImageSize></bmap>";
-        assert!(Bmap::from_xml(sha1).unwrap_err().to_string().contains("1.3"));
+        assert!(Bmap::from_xml(sha1)
+            .unwrap_err()
+            .to_string()
+            .contains("1.3"));
         assert!(Bmap::from_xml("not xml").is_err());
     }
 
     #[test]
     fn attributes() {
         assert_eq!(attribute("<Range chksum=\"ab\"", "chksum"), Some("ab"));
-        assert_eq!(attribute("<Range  chksum = 'cd' x=\"1\"", "chksum"), Some("cd"));
+        assert_eq!(
+            attribute("<Range  chksum = 'cd' x=\"1\"", "chksum"),
+            Some("cd")
+        );
         assert_eq!(attribute("<Range xchksum=\"ab\"", "chksum"), None);
     }
 }

@@ -13,7 +13,12 @@ use crate::hash::Sha256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BmapStreamError {
     /// A range's bytes have another sha256 than the bmap says.
-    Range { first: u64, last: u64, expected: Sha256, actual: Sha256 },
+    Range {
+        first: u64,
+        last: u64,
+        expected: Sha256,
+        actual: Sha256,
+    },
     /// The stream is longer or shorter than the bmap's image size.
     Size { expected: u64, actual: u64 },
 }
@@ -21,10 +26,20 @@ pub(crate) enum BmapStreamError {
 impl fmt::Display for BmapStreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Range { first, last, expected, actual } => {
-                write!(f, "blocks {first}-{last} have sha256 {actual}, the bmap says {expected}")
+            Self::Range {
+                first,
+                last,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "blocks {first}-{last} have sha256 {actual}, the bmap says {expected}"
+                )
             }
-            Self::Size { expected, actual } => write!(f, "image holds {actual} bytes, the bmap says {expected}"),
+            Self::Size { expected, actual } => {
+                write!(f, "image holds {actual} bytes, the bmap says {expected}")
+            }
         }
     }
 }
@@ -50,7 +65,15 @@ pub struct BmapWriter<'a, W> {
 impl<'a, W: Write + Seek> BmapWriter<'a, W> {
     /// Wraps `inner`, writing by `bmap`.
     pub fn new(inner: W, bmap: &'a Bmap) -> Self {
-        BmapWriter { inner, bmap, pos: 0, next: 0, hasher: sha2::Sha256::new(), inner_pos: None, written: 0 }
+        BmapWriter {
+            inner,
+            bmap,
+            pos: 0,
+            next: 0,
+            hasher: sha2::Sha256::new(),
+            inner_pos: None,
+            written: 0,
+        }
     }
 
     /// Bytes written to the target so far.
@@ -61,7 +84,10 @@ impl<'a, W: Write + Seek> BmapWriter<'a, W> {
     /// Checks that the stream was exactly as long as the bmap says and returns the target.
     pub fn finish(self) -> io::Result<W> {
         if self.pos != self.bmap.image_size || self.next != self.bmap.ranges.len() {
-            return Err(stream_error(BmapStreamError::Size { expected: self.bmap.image_size, actual: self.pos }));
+            return Err(stream_error(BmapStreamError::Size {
+                expected: self.bmap.image_size,
+                actual: self.pos,
+            }));
         }
         Ok(self.inner)
     }
@@ -75,7 +101,10 @@ impl<W: Write + Seek> Write for BmapWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let end = self.pos + buf.len() as u64;
         if end > self.bmap.image_size {
-            return Err(stream_error(BmapStreamError::Size { expected: self.bmap.image_size, actual: end }));
+            return Err(stream_error(BmapStreamError::Size {
+                expected: self.bmap.image_size,
+                actual: end,
+            }));
         }
         let mut rest = buf;
         while !rest.is_empty() {
@@ -105,7 +134,12 @@ impl<W: Write + Seek> Write for BmapWriter<'_, W> {
                 let actual = Sha256::from_hasher(std::mem::take(&mut self.hasher));
                 if actual != range.sha256 {
                     let (first, last, expected) = (range.first, range.last, range.sha256);
-                    return Err(stream_error(BmapStreamError::Range { first, last, expected, actual }));
+                    return Err(stream_error(BmapStreamError::Range {
+                        first,
+                        last,
+                        expected,
+                        actual,
+                    }));
                 }
                 self.next += 1;
             }
@@ -151,14 +185,21 @@ mod tests {
             assert_eq!(written, 2 * 4096 + 4096 + 10);
             for (i, (&o, &want)) in out.iter().zip(&img).enumerate() {
                 let block = (i / 4096) as u64;
-                let mapped = bmap.ranges.iter().any(|r| (r.first..=r.last).contains(&block));
+                let mapped = bmap
+                    .ranges
+                    .iter()
+                    .any(|r| (r.first..=r.last).contains(&block));
                 assert_eq!(o, if mapped { want } else { 0xEE }, "byte {i}");
             }
         }
     }
 
     fn kind(e: &io::Error) -> BmapStreamError {
-        e.get_ref().unwrap().downcast_ref::<BmapStreamError>().unwrap().clone()
+        e.get_ref()
+            .unwrap()
+            .downcast_ref::<BmapStreamError>()
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -168,7 +209,14 @@ mod tests {
         let mut other = img.clone();
         other[6 * 4096 + 1] = 4;
         let e = run(&other, &bmap, Vec::new(), 4096).unwrap_err();
-        assert!(matches!(kind(&e), BmapStreamError::Range { first: 6, last: 6, .. }));
+        assert!(matches!(
+            kind(&e),
+            BmapStreamError::Range {
+                first: 6,
+                last: 6,
+                ..
+            }
+        ));
         let e = run(&img[..img.len() - 20], &bmap, Vec::new(), 4096).unwrap_err();
         assert!(matches!(kind(&e), BmapStreamError::Size { .. }));
         let mut longer = img.clone();

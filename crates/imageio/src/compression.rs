@@ -36,7 +36,9 @@ impl Compression {
         } else if has(".img") {
             Ok(Compression::None)
         } else {
-            Err(IoError::UnknownEnding { path: p.to_path_buf() })
+            Err(IoError::UnknownEnding {
+                path: p.to_path_buf(),
+            })
         }
     }
 

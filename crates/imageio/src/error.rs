@@ -44,7 +44,9 @@ pub enum IoError {
         source: xz2::stream::Error,
     },
     /// The bmap text is not a bmap this crate understands.
-    #[error("invalid bmap file: {reason}; make a new one with `pideploy image` or `bmaptool create`")]
+    #[error(
+        "invalid bmap file: {reason}; make a new one with `pideploy image` or `bmaptool create`"
+    )]
     BmapParse {
         /// What is wrong with it.
         reason: String,

@@ -64,10 +64,15 @@ pub(crate) fn flash_with_hook(
     let is_block = match fs::metadata(device) {
         Ok(m) => m.file_type().is_block_device(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(IoError::io(format!("looking at the flash target {device:?}"))(e)),
+        Err(e) => {
+            return Err(IoError::io(format!(
+                "looking at the flash target {device:?}"
+            ))(e))
+        }
     };
     let target = open_target(device, is_block)?;
-    let mut reader = ProgressReader::new(HashReader::new(open_image(image)?), |n| progress(n, total));
+    let mut reader =
+        ProgressReader::new(HashReader::new(open_image(image)?), |n| progress(n, total));
     let fail = |e: PumpError| match e {
         PumpError::Read(e) => decompress_error(image, e),
         PumpError::Write(e) => write_error(image, device, e),
@@ -80,7 +85,9 @@ pub(crate) fn flash_with_hook(
             w.finish().map_err(|e| write_error(image, device, e))?;
             if !is_block {
                 // Holes of a fresh file read as zero; the length must still reach the image end.
-                target.set_len(b.image_size).map_err(|e| write_error(image, device, e))?;
+                target
+                    .set_len(b.image_size)
+                    .map_err(|e| write_error(image, device, e))?;
             }
             written
         }
@@ -111,7 +118,12 @@ pub(crate) fn flash_with_hook(
         None => vec![(0, image_len, image_sha256)],
     };
     let bytes_verified = verify(device, &spans)?;
-    Ok(FlashSummary { image_size: image_len, bytes_written, bytes_verified, image_sha256 })
+    Ok(FlashSummary {
+        image_size: image_len,
+        bytes_written,
+        bytes_verified,
+        image_sha256,
+    })
 }
 
 fn open_target(device: &Path, is_block: bool) -> Result<File, IoError> {
@@ -136,17 +148,27 @@ fn open_target(device: &Path, is_block: bool) -> Result<File, IoError> {
 
 /// Turns a failed write into the bmap mismatch it carries, or a device write error.
 fn write_error(image: &Path, device: &Path, e: io::Error) -> IoError {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<BmapStreamError>()) {
-        Some(BmapStreamError::Range { first, last, expected, actual }) => IoError::BmapMismatch {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<BmapStreamError>())
+    {
+        Some(BmapStreamError::Range {
+            first,
+            last,
+            expected,
+            actual,
+        }) => IoError::BmapMismatch {
             image: image.to_path_buf(),
             first: *first,
             last: *last,
             expected: *expected,
             actual: *actual,
         },
-        Some(BmapStreamError::Size { expected, actual }) => {
-            IoError::BmapSizeMismatch { image: image.to_path_buf(), expected: *expected, actual: *actual }
-        }
+        Some(BmapStreamError::Size { expected, actual }) => IoError::BmapSizeMismatch {
+            image: image.to_path_buf(),
+            expected: *expected,
+            actual: *actual,
+        },
         None => IoError::io(format!(
             "writing to {device:?} (was the card removed, is it write-protected or full?)"
         ))(e),
@@ -169,7 +191,13 @@ fn verify(device: &Path, spans: &[(u64, u64, Sha256)]) -> Result<u64, IoError> {
         })?;
         let (_, _, actual) = hashed.finish();
         if actual != expected {
-            return Err(IoError::VerifyFailed { device: device.to_path_buf(), start, end, expected, actual });
+            return Err(IoError::VerifyFailed {
+                device: device.to_path_buf(),
+                start,
+                end,
+                expected,
+                actual,
+            });
         }
         done += end - start;
     }
@@ -186,7 +214,10 @@ mod tests {
     fn raw_image(dir: &Path) -> std::path::PathBuf {
         let mut v = vec![0u8; 3 << 20];
         v[..9000].fill(0x11);
-        v[(1 << 20) + 17..(1 << 20) + 70_000].iter_mut().enumerate().for_each(|(i, b)| *b = (i % 250) as u8 + 1);
+        v[(1 << 20) + 17..(1 << 20) + 70_000]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 250) as u8 + 1);
         *v.last_mut().unwrap() = 0x5A;
         let p = dir.join("t.img");
         File::create(&p).unwrap().write_all(&v).unwrap();
@@ -210,9 +241,18 @@ mod tests {
         let out = dir.path().join("card");
         // A flipped byte inside a mapped range, with a bmap and without.
         for b in [Some(&bmap), None] {
-            let e = flash_with_hook(&img, b, &out, &mut |_, _| {}, &mut flip_byte((1 << 20) + 100)).unwrap_err();
+            let e = flash_with_hook(
+                &img,
+                b,
+                &out,
+                &mut |_, _| {},
+                &mut flip_byte((1 << 20) + 100),
+            )
+            .unwrap_err();
             match e {
-                IoError::VerifyFailed { start, end, .. } => assert!(start <= (1 << 20) + 100 && (1 << 20) + 100 < end),
+                IoError::VerifyFailed { start, end, .. } => {
+                    assert!(start <= (1 << 20) + 100 && (1 << 20) + 100 < end)
+                }
                 other => panic!("expected VerifyFailed, got {other}"),
             }
         }
@@ -241,7 +281,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = raw_image(dir.path());
         let mut last = (0, 0);
-        flash(&img, None, &dir.path().join("card"), &mut |d, t| last = (d, t)).unwrap();
+        flash(&img, None, &dir.path().join("card"), &mut |d, t| {
+            last = (d, t)
+        })
+        .unwrap();
         assert_eq!(last, (3 << 20, 3 << 20));
     }
 }

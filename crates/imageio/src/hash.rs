@@ -69,7 +69,11 @@ pub struct HashWriter<W> {
 impl<W> HashWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: sha2::Sha256::new(), count: 0 }
+        HashWriter {
+            inner,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Bytes written so far.
@@ -112,7 +116,11 @@ pub struct HashReader<R> {
 impl<R> HashReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        HashReader { inner, hasher: sha2::Sha256::new(), count: 0 }
+        HashReader {
+            inner,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Bytes read so far.

@@ -32,7 +32,10 @@ pub(crate) fn detect(f: &mut File, path: &Path) -> Result<Format, IoError> {
     let mut head = [0u8; 6];
     let n = crate::pump::read_full(f, &mut head).map_err(IoError::io(ctx()))?;
     f.seek(SeekFrom::Start(0)).map_err(IoError::io(ctx()))?;
-    format_of(&head[..n]).map_err(|format| IoError::UnsupportedFormat { path: path.to_path_buf(), format })
+    format_of(&head[..n]).map_err(|format| IoError::UnsupportedFormat {
+        path: path.to_path_buf(),
+        format,
+    })
 }
 
 /// Pure half of [`detect`]: the format from the first (up to 6) bytes.
@@ -43,7 +46,10 @@ pub(crate) fn format_of(head: &[u8]) -> Result<Format, &'static str> {
     if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
         return Ok(Format::Zstd);
     }
-    match UNSUPPORTED.iter().find(|(magic, _)| head.starts_with(magic)) {
+    match UNSUPPORTED
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+    {
         Some((_, name)) => Err(name),
         None => Ok(Format::Raw),
     }
@@ -60,9 +66,12 @@ pub fn open_image(p: &Path) -> Result<Box<dyn Read + Send>, IoError> {
     Ok(match detect(&mut f, p)? {
         Format::Raw => Box::new(f),
         // Multi-stream: `cat a.xz b.xz` is a valid xz file and so is a padded one.
-        Format::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(BufReader::with_capacity(1 << 20, f))),
+        Format::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(
+            BufReader::with_capacity(1 << 20, f),
+        )),
         Format::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(f).map_err(IoError::io(format!("starting zstd decoding of {p:?}")))?,
+            zstd::stream::read::Decoder::new(f)
+                .map_err(IoError::io(format!("starting zstd decoding of {p:?}")))?,
         ),
     })
 }
@@ -74,7 +83,10 @@ pub fn image_size(p: &Path) -> Result<Option<u64>, IoError> {
     let mut f = open_file(p)?;
     let ctx = || format!("reading the size recorded in image {p:?}");
     match detect(&mut f, p)? {
-        Format::Raw => f.metadata().map(|m| Some(m.len())).map_err(IoError::io(ctx())),
+        Format::Raw => f
+            .metadata()
+            .map(|m| Some(m.len()))
+            .map_err(IoError::io(ctx())),
         Format::Xz => xz_size(&mut f).map_err(IoError::io(ctx())),
         Format::Zstd => zstd_size(&mut f).map_err(IoError::io(ctx())),
     }
@@ -93,8 +105,15 @@ pub fn materialize_raw(p: &Path, scratch_dir: &Path) -> Result<PathBuf, IoError>
     let tmp = tempfile::Builder::new()
         .prefix(".pideploy-raw-")
         .tempfile_in(scratch_dir)
-        .map_err(IoError::io(format!("creating a temporary file in {scratch_dir:?}")))?;
-    let write_ctx = || format!("writing the decompressed image to {:?} (is the disk full?)", tmp.path());
+        .map_err(IoError::io(format!(
+            "creating a temporary file in {scratch_dir:?}"
+        )))?;
+    let write_ctx = || {
+        format!(
+            "writing the decompressed image to {:?} (is the disk full?)",
+            tmp.path()
+        )
+    };
     let mut reader = open_image(p)?;
     let mut sparse = SparseWriter::new(tmp.as_file());
     match pump(&mut reader, &mut sparse) {
@@ -103,8 +122,11 @@ pub fn materialize_raw(p: &Path, scratch_dir: &Path) -> Result<PathBuf, IoError>
         Err(PumpError::Write(e)) => return Err(IoError::io(write_ctx())(e)),
     }
     sparse.finish().map_err(IoError::io(write_ctx()))?;
-    tmp.persist(&out)
-        .map_err(|e| IoError::io(format!("moving the decompressed image into place as {out:?}"))(e.error))?;
+    tmp.persist(&out).map_err(|e| {
+        IoError::io(format!(
+            "moving the decompressed image into place as {out:?}"
+        ))(e.error)
+    })?;
     Ok(out)
 }
 
@@ -138,7 +160,10 @@ mod tests {
     #[test]
     fn formats_by_magic() {
         assert_eq!(format_of(b"\xFD7zXZ\0").unwrap(), Format::Xz);
-        assert_eq!(format_of(&[0x28, 0xB5, 0x2F, 0xFD, 0, 0]).unwrap(), Format::Zstd);
+        assert_eq!(
+            format_of(&[0x28, 0xB5, 0x2F, 0xFD, 0, 0]).unwrap(),
+            Format::Zstd
+        );
         assert_eq!(format_of(&[0; 6]).unwrap(), Format::Raw);
         assert_eq!(format_of(b"").unwrap(), Format::Raw);
         assert_eq!(format_of(b"\xFD7zX").unwrap(), Format::Raw);

@@ -14,7 +14,11 @@ pub struct ProgressReader<R, F> {
 impl<R, F: FnMut(u64)> ProgressReader<R, F> {
     /// Wraps `inner`, reporting through `callback`.
     pub fn new(inner: R, callback: F) -> Self {
-        ProgressReader { inner, total: 0, callback }
+        ProgressReader {
+            inner,
+            total: 0,
+            callback,
+        }
     }
 
     /// Bytes read so far.

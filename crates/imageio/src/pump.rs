@@ -59,7 +59,10 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(pump(&mut &data[..], &mut out).unwrap(), data.len() as u64);
         assert_eq!(out, data);
-        assert!(matches!(pump(&mut Failing, &mut out), Err(PumpError::Read(_))));
+        assert!(matches!(
+            pump(&mut Failing, &mut out),
+            Err(PumpError::Read(_))
+        ));
         let mut full = [0u8; 4];
         let r = pump(&mut &data[..], &mut &mut full[..]);
         assert!(matches!(r, Err(PumpError::Write(_))));

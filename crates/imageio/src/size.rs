@@ -66,7 +66,10 @@ fn parse_xz_index(index: &[u8]) -> Option<(u64, u64)> {
         blocks = blocks.checked_add(unpadded.checked_add(3)? / 4 * 4)?;
         uncompressed = uncompressed.checked_add(varint(body, &mut pos)?)?;
     }
-    body[pos..].iter().all(|&b| b == 0).then_some((blocks, uncompressed))
+    body[pos..]
+        .iter()
+        .all(|&b| b == 0)
+        .then_some((blocks, uncompressed))
 }
 
 /// xz's multibyte integer: 7 bits per byte, low bits first, at most 9 bytes.
@@ -89,7 +92,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -101,18 +108,24 @@ pub(crate) fn zstd_size<R: Read + Seek>(r: &mut R) -> io::Result<Option<u64>> {
     let mut pos = 0u64;
     let mut total = 0u64;
     while pos < len {
-        let Some(magic) = try_read_at(r, pos, 4, len)? else { return Ok(None) };
+        let Some(magic) = try_read_at(r, pos, 4, len)? else {
+            return Ok(None);
+        };
         let magic = u32::from_le_bytes(magic.try_into().expect("4 bytes"));
         if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
             // Skippable frame: 4-byte length follows.
-            let Some(n) = try_read_at(r, pos + 4, 4, len)? else { return Ok(None) };
+            let Some(n) = try_read_at(r, pos + 4, 4, len)? else {
+                return Ok(None);
+            };
             pos += 8 + u64::from(u32::from_le_bytes(n.try_into().expect("4 bytes")));
             continue;
         }
         if magic != ZSTD_MAGIC {
             return Ok(None);
         }
-        let Some(fhd) = try_read_at(r, pos + 4, 1, len)? else { return Ok(None) };
+        let Some(fhd) = try_read_at(r, pos + 4, 1, len)? else {
+            return Ok(None);
+        };
         let fhd = fhd[0];
         let single_segment = fhd & 0x20 != 0;
         let has_checksum = fhd & 0x04 != 0;
@@ -125,15 +138,22 @@ pub(crate) fn zstd_size<R: Read + Seek>(r: &mut R) -> io::Result<Option<u64>> {
             _ => 8,
         };
         let fcs_at = pos + 5 + u64::from(!single_segment) + dict_len;
-        let Some(fcs) = try_read_at(r, fcs_at, fcs_len, len)? else { return Ok(None) };
-        let mut size = fcs.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        let Some(fcs) = try_read_at(r, fcs_at, fcs_len, len)? else {
+            return Ok(None);
+        };
+        let mut size = fcs
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
         if fcs_len == 2 {
             size += 256;
         }
         total += size;
         pos = fcs_at + fcs_len as u64;
         loop {
-            let Some(h) = try_read_at(r, pos, 3, len)? else { return Ok(None) };
+            let Some(h) = try_read_at(r, pos, 3, len)? else {
+                return Ok(None);
+            };
             let h = u32::from(h[0]) | u32::from(h[1]) << 8 | u32::from(h[2]) << 16;
             let content = match (h >> 1) & 3 {
                 0 | 2 => u64::from(h >> 3),
@@ -160,7 +180,12 @@ fn read_at<R: Read + Seek>(r: &mut R, at: u64, n: usize) -> io::Result<Vec<u8>> 
 }
 
 /// Like `read_at`, but `None` when the span runs past `len` (a truncated file).
-fn try_read_at<R: Read + Seek>(r: &mut R, at: u64, n: usize, len: u64) -> io::Result<Option<Vec<u8>>> {
+fn try_read_at<R: Read + Seek>(
+    r: &mut R,
+    at: u64,
+    n: usize,
+    len: u64,
+) -> io::Result<Option<Vec<u8>>> {
     if at.checked_add(n as u64).is_none_or(|e| e > len) {
         return Ok(None);
     }
@@ -190,7 +215,10 @@ mod tests {
 
     #[test]
     fn xz_sizes() {
-        let s = XzSettings { preset: 0, block_size: 50_000 };
+        let s = XzSettings {
+            preset: 0,
+            block_size: 50_000,
+        };
         let a = data(333_333);
         let b = data(12_345);
         let one = xz(&a, s);
@@ -200,14 +228,20 @@ mod tests {
         two.extend_from_slice(&[0; 8]);
         two.extend_from_slice(&xz(&b, s));
         two.extend_from_slice(&[0; 4]);
-        assert_eq!(xz_size(&mut Cursor::new(&two)).unwrap(), Some(333_333 + 12_345));
+        assert_eq!(
+            xz_size(&mut Cursor::new(&two)).unwrap(),
+            Some(333_333 + 12_345)
+        );
         // Damage: a flipped index byte or a truncated file gives "unknown", not a wrong size.
         let mut bad = one.clone();
         let n = bad.len();
         bad[n - 20] ^= 0x40;
         assert_eq!(xz_size(&mut Cursor::new(&bad)).unwrap(), None);
         assert_eq!(xz_size(&mut Cursor::new(&one[..n - 1])).unwrap(), None);
-        assert_eq!(xz_size(&mut Cursor::new(b"hello world, not xz")).unwrap(), None);
+        assert_eq!(
+            xz_size(&mut Cursor::new(b"hello world, not xz")).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -227,6 +261,9 @@ mod tests {
         e.write_all(&a).unwrap();
         let streamed = e.finish().unwrap();
         assert_eq!(zstd_size(&mut Cursor::new(&streamed)).unwrap(), None);
-        assert_eq!(zstd_size(&mut Cursor::new(&one[..one.len() - 3])).unwrap(), None);
+        assert_eq!(
+            zstd_size(&mut Cursor::new(&one[..one.len() - 3])).unwrap(),
+            None
+        );
     }
 }

@@ -52,7 +52,13 @@ pub struct SparseWriter<W> {
 impl<W: Write + Seek + SetLen> SparseWriter<W> {
     /// Wraps `inner`; writing starts at its current position.
     pub fn new(inner: W) -> Self {
-        SparseWriter { inner, partial: Vec::with_capacity(BLOCK), gap: 0, written: 0, skipped: 0 }
+        SparseWriter {
+            inner,
+            partial: Vec::with_capacity(BLOCK),
+            gap: 0,
+            written: 0,
+            skipped: 0,
+        }
     }
 
     /// Bytes actually written so far (the rest became holes).
@@ -178,7 +184,10 @@ mod tests {
     }
 
     fn run(data: &[u8], step: usize) -> (Vec<u8>, u64, u64) {
-        let mut w = SparseWriter::new(Counting { inner: Cursor::new(Vec::new()), written: 0 });
+        let mut w = SparseWriter::new(Counting {
+            inner: Cursor::new(Vec::new()),
+            written: 0,
+        });
         for piece in data.chunks(step) {
             w.write_all(piece).unwrap();
         }
@@ -189,7 +198,12 @@ mod tests {
 
     #[test]
     fn holes_are_skipped_and_content_kept() {
-        let data = image(&[(true, 5000), (false, 3 * 4096 + 192), (true, 10), (false, 9000)]);
+        let data = image(&[
+            (true, 5000),
+            (false, 3 * 4096 + 192),
+            (true, 10),
+            (false, 9000),
+        ]);
         for step in [1, 7, 4096, 5000, 1 << 20] {
             let (out, written, skipped) = run(&data, step);
             assert_eq!(out, data, "step {step}");

@@ -31,9 +31,15 @@ pub fn device_facts(dev: &Path) -> Result<DeviceFacts, IoError> {
     let meta = match fs::metadata(dev) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(IoError::TargetMissing { path: dev.to_path_buf() })
+            return Err(IoError::TargetMissing {
+                path: dev.to_path_buf(),
+            })
         }
-        Err(e) => return Err(IoError::io(format!("looking at the flash target {dev:?}"))(e)),
+        Err(e) => {
+            return Err(IoError::io(format!("looking at the flash target {dev:?}"))(
+                e,
+            ))
+        }
     };
     let ft = meta.file_type();
     if ft.is_file() {
@@ -54,14 +60,23 @@ pub fn device_facts(dev: &Path) -> Result<DeviceFacts, IoError> {
         } else {
             "a special file"
         };
-        return Err(IoError::TargetWrongType { path: dev.to_path_buf(), kind });
+        return Err(IoError::TargetWrongType {
+            path: dev.to_path_buf(),
+            kind,
+        });
     }
-    let real = fs::canonicalize(dev).map_err(IoError::io(format!("resolving the flash target {dev:?}")))?;
-    let name = real.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let real = fs::canonicalize(dev)
+        .map_err(IoError::io(format!("resolving the flash target {dev:?}")))?;
+    let name = real
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
     let sys = Path::new("/sys/class/block").join(&name);
     let names = related_names(&sys, &name);
-    let mounts = fs::read_to_string("/proc/self/mounts")
-        .map_err(IoError::io("reading /proc/self/mounts to see what is mounted"))?;
+    let mounts = fs::read_to_string("/proc/self/mounts").map_err(IoError::io(
+        "reading /proc/self/mounts to see what is mounted",
+    ))?;
     // /proc/swaps may be absent (no swap support); that only means nothing is swapped on.
     let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
     let resolve = |source: &str| -> Option<String> {
@@ -75,7 +90,14 @@ pub fn device_facts(dev: &Path) -> Result<DeviceFacts, IoError> {
         .or_else(|| read_num(fs::canonicalize(&sys).ok()?.parent()?.join("removable")))
         .map(|v| v != 0);
     let size = read_num(sys.join("size")).map(|sectors| sectors * 512);
-    Ok(DeviceFacts { path: dev.to_path_buf(), is_block_device: true, mounted_partitions, holds_root, removable, size })
+    Ok(DeviceFacts {
+        path: dev.to_path_buf(),
+        is_block_device: true,
+        mounted_partitions,
+        holds_root,
+        removable,
+        size,
+    })
 }
 
 /// The kernel names that stand for this disk: itself, its partitions, and what sits on them
@@ -84,7 +106,9 @@ fn related_names(sys: &Path, name: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::from([name.to_string()]);
     let mut todo = vec![sys.to_path_buf()];
     while let Some(dir) = todo.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             let child = e.file_name().to_string_lossy().into_owned();
@@ -112,12 +136,16 @@ pub(crate) fn usage(
     names: &BTreeSet<String>,
     resolve: impl Fn(&str) -> Option<String>,
 ) -> (Vec<String>, bool) {
-    let ours = |source: &str| source.starts_with('/') && resolve(source).is_some_and(|n| names.contains(&n));
+    let ours = |source: &str| {
+        source.starts_with('/') && resolve(source).is_some_and(|n| names.contains(&n))
+    };
     let mut used = Vec::new();
     let mut root = false;
     for line in mounts.lines() {
         let mut f = line.split_whitespace();
-        let (Some(source), Some(target)) = (f.next(), f.next()) else { continue };
+        let (Some(source), Some(target)) = (f.next(), f.next()) else {
+            continue;
+        };
         let (source, target) = (unescape(source), unescape(target));
         if ours(&source) {
             root |= target == "/";
@@ -141,7 +169,9 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let oct = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match oct {
             Some(d) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -167,13 +197,23 @@ pub fn check_target(f: &DeviceFacts, image_size: u64, force: bool) -> Result<(),
         return Err(IoError::TargetHoldsRoot { path });
     }
     if !f.mounted_partitions.is_empty() {
-        return Err(IoError::TargetMounted { path, mounts: f.mounted_partitions.clone() });
+        return Err(IoError::TargetMounted {
+            path,
+            mounts: f.mounted_partitions.clone(),
+        });
     }
     if f.is_block_device && f.removable != Some(true) && !force {
-        return Err(IoError::TargetNotRemovable { path, removable: f.removable });
+        return Err(IoError::TargetNotRemovable {
+            path,
+            removable: f.removable,
+        });
     }
     if let Some(size) = f.size.filter(|&s| s < image_size) {
-        return Err(IoError::TargetTooSmall { path, size, image_size });
+        return Err(IoError::TargetTooSmall {
+            path,
+            size,
+            image_size,
+        });
     }
     Ok(())
 }
@@ -183,7 +223,13 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn facts(block: bool, mounts: &[&str], root: bool, removable: Option<bool>, size: Option<u64>) -> DeviceFacts {
+    fn facts(
+        block: bool,
+        mounts: &[&str],
+        root: bool,
+        removable: Option<bool>,
+        size: Option<u64>,
+    ) -> DeviceFacts {
         DeviceFacts {
             path: PathBuf::from("/dev/sdz"),
             is_block_device: block,
@@ -236,7 +282,10 @@ mod tests {
                 .to_string(),
             )
         };
-        let card: BTreeSet<String> = ["sdc", "sdc1", "sdc3", "dm-0"].iter().map(|s| s.to_string()).collect();
+        let card: BTreeSet<String> = ["sdc", "sdc1", "sdc3", "dm-0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (used, root) = usage(mounts, swaps, &card, resolve);
         assert_eq!(
             used,
@@ -247,7 +296,10 @@ mod tests {
             ]
         );
         assert!(!root);
-        let system: BTreeSet<String> = ["sda", "sda1", "sda2"].iter().map(|s| s.to_string()).collect();
+        let system: BTreeSet<String> = ["sda", "sda1", "sda2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (used, root) = usage(mounts, swaps, &system, resolve);
         assert_eq!(used, vec!["/dev/sda2 on /"]);
         assert!(root);
@@ -257,14 +309,26 @@ mod tests {
     fn facts_of_files_and_others() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("card.img");
-        assert!(matches!(device_facts(&file), Err(IoError::TargetMissing { .. })));
+        assert!(matches!(
+            device_facts(&file),
+            Err(IoError::TargetMissing { .. })
+        ));
         fs::write(&file, b"x").unwrap();
         let f = device_facts(&file).unwrap();
         assert!(!f.is_block_device && f.mounted_partitions.is_empty() && f.size.is_none());
-        assert!(matches!(device_facts(dir.path()), Err(IoError::TargetWrongType { kind: "a directory", .. })));
+        assert!(matches!(
+            device_facts(dir.path()),
+            Err(IoError::TargetWrongType {
+                kind: "a directory",
+                ..
+            })
+        ));
         assert!(matches!(
             device_facts(Path::new("/dev/null")),
-            Err(IoError::TargetWrongType { kind: "a character device", .. })
+            Err(IoError::TargetWrongType {
+                kind: "a character device",
+                ..
+            })
         ));
     }
 
@@ -287,6 +351,9 @@ mod tests {
         let f = device_facts(Path::new(&src)).unwrap();
         assert!(f.holds_root, "{f:?}");
         assert!(f.size.is_some_and(|s| s > 0), "{f:?}");
-        assert!(check_target(&f, 1, true).unwrap_err().to_string().contains("root file system"));
+        assert!(check_target(&f, 1, true)
+            .unwrap_err()
+            .to_string()
+            .contains("root file system"));
     }
 }

@@ -20,12 +20,19 @@ pub(crate) struct XzSettings {
 impl Default for XzSettings {
     fn default() -> Self {
         // 24 MiB = 3 x the 8 MiB dictionary of preset 6, what `xz -T` uses for that preset.
-        XzSettings { preset: 6, block_size: 24 << 20 }
+        XzSettings {
+            preset: 6,
+            block_size: 24 << 20,
+        }
     }
 }
 
 /// An xz encoder writing into `w` with CRC64 checks.
-pub(crate) fn encoder<W: Write>(w: W, threads: u32, s: XzSettings) -> Result<XzEncoder<W>, IoError> {
+pub(crate) fn encoder<W: Write>(
+    w: W,
+    threads: u32,
+    s: XzSettings,
+) -> Result<XzEncoder<W>, IoError> {
     let threads = threads.max(1);
     let stream = MtStreamBuilder::new()
         .threads(threads)
@@ -45,7 +52,13 @@ mod tests {
     pub(crate) fn sample(len: usize) -> Vec<u8> {
         // Compressible but not trivial: a counter pattern with zero runs.
         (0..len)
-            .map(|i| if (i / 50_000) % 3 == 0 { 0 } else { ((i * 31) ^ (i >> 7)) as u8 })
+            .map(|i| {
+                if (i / 50_000) % 3 == 0 {
+                    0
+                } else {
+                    ((i * 31) ^ (i >> 7)) as u8
+                }
+            })
             .collect()
     }
 
@@ -61,19 +74,34 @@ mod tests {
         let xz = compress(&data, 2, XzSettings::default());
         assert_eq!(&xz[..6], b"\xFD7zXZ\0");
         let mut back = Vec::new();
-        xz2::read::XzDecoder::new(&xz[..]).read_to_end(&mut back).unwrap();
+        xz2::read::XzDecoder::new(&xz[..])
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, data);
     }
 
     #[test]
     fn same_bytes_for_any_thread_count() {
         // Small blocks so the 1 MiB input is split into many blocks and 2 threads really share work.
-        let s = XzSettings { preset: 1, block_size: 64 << 10 };
+        let s = XzSettings {
+            preset: 1,
+            block_size: 64 << 10,
+        };
         let data = sample(1 << 20);
         let one = compress(&data, 1, s);
         assert_eq!(one, compress(&data, 2, s));
         assert_eq!(one, compress(&data, 3, s));
         // And the block size does matter, so the test above can fail.
-        assert_ne!(one, compress(&data, 1, XzSettings { preset: 1, block_size: 128 << 10 }));
+        assert_ne!(
+            one,
+            compress(
+                &data,
+                1,
+                XzSettings {
+                    preset: 1,
+                    block_size: 128 << 10
+                }
+            )
+        );
     }
 }

@@ -29,7 +29,13 @@ mod tests {
 
     fn sample(len: usize) -> Vec<u8> {
         (0..len)
-            .map(|i| if (i / 40_000) % 2 == 0 { 0 } else { ((i * 131) ^ (i >> 9)) as u8 })
+            .map(|i| {
+                if (i / 40_000) % 2 == 0 {
+                    0
+                } else {
+                    ((i * 131) ^ (i >> 9)) as u8
+                }
+            })
             .collect()
     }
 

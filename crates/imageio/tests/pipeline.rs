@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pideploy_imageio::{
-    bmap_from_raw, flash, image_size, materialize_raw, open_image, write_output, Bmap, Compression, IoError,
-    Sha256,
+    bmap_from_raw, flash, image_size, materialize_raw, open_image, write_output, Bmap, Compression,
+    IoError, Sha256,
 };
 
 /// A test image: data islands (pseudo-random and repetitive) in a sea of zeros, odd-sized so the
@@ -17,7 +17,11 @@ use pideploy_imageio::{
 fn make_image(dir: &Path, len: usize) -> PathBuf {
     let mut v = vec![0u8; len];
     let mut x = 0x2545_F491_4F6C_DD1Du64;
-    for (start, n) in [(0usize, 70_000usize), (len / 3, 300_000), (len / 2 + 123, 5)] {
+    for (start, n) in [
+        (0usize, 70_000usize),
+        (len / 3, 300_000),
+        (len / 2 + 123, 5),
+    ] {
         for b in &mut v[start..start + n] {
             x ^= x << 13;
             x ^= x >> 7;
@@ -40,13 +44,19 @@ fn sha_file(p: &Path) -> Sha256 {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install xz-utils, zstd, bmap-tools)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install xz-utils, zstd, bmap-tools)"));
     out
 }
 
 fn ok(cmd: &mut Command) -> Vec<u8> {
     let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -61,7 +71,10 @@ fn xz_output_is_the_same_for_any_thread_count_and_xz_reads_it() {
     let raw = make_image(dir.path(), 26 << 20 | 777);
     let (one, two) = (dir.path().join("one.img.xz"), dir.path().join("two.xz"));
     let mut calls = Vec::new();
-    let s1 = write_output(&raw, &one, Compression::Xz, 1, &mut |d, t| calls.push((d, t))).unwrap();
+    let s1 = write_output(&raw, &one, Compression::Xz, 1, &mut |d, t| {
+        calls.push((d, t))
+    })
+    .unwrap();
     let s2 = write_output(&raw, &two, Compression::Xz, 2, &mut no_progress()).unwrap();
     let len = fs::metadata(&raw).unwrap().len();
     assert_eq!(fs::read(&one).unwrap(), fs::read(&two).unwrap());
@@ -71,13 +84,24 @@ fn xz_output_is_the_same_for_any_thread_count_and_xz_reads_it() {
     assert_eq!(s1.sha256_out, sha_file(&one));
     assert_eq!(calls.last(), Some(&(len, len)));
     ok(Command::new("xz").arg("-t").arg(&one));
-    let listed = String::from_utf8(ok(Command::new("xz").args(["--robot", "-lvv"]).arg(&one))).unwrap();
+    let listed =
+        String::from_utf8(ok(Command::new("xz").args(["--robot", "-lvv"]).arg(&one))).unwrap();
     assert!(listed.contains("CRC64"), "{listed}");
-    assert_eq!(listed.lines().filter(|l| l.starts_with("block\t")).count(), 2, "{listed}");
-    assert_eq!(Sha256::of(&ok(Command::new("xz").arg("-dc").arg(&one))), sha_file(&raw));
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("block\t")).count(),
+        2,
+        "{listed}"
+    );
+    assert_eq!(
+        Sha256::of(&ok(Command::new("xz").arg("-dc").arg(&one))),
+        sha_file(&raw)
+    );
     assert_eq!(image_size(&one).unwrap(), Some(len));
     // No temporary files are left beside the output.
-    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 3, "{names:?}");
 }
 
@@ -92,8 +116,14 @@ fn zstd_output_is_the_same_for_any_thread_count_and_zstd_reads_it() {
     assert_eq!(s1, s2);
     assert_eq!(s1.sha256_out, sha_file(&one));
     ok(Command::new("zstd").arg("-t").arg(&one));
-    assert_eq!(Sha256::of(&ok(Command::new("zstd").arg("-dc").arg(&one))), sha_file(&raw));
-    assert_eq!(image_size(&one).unwrap(), Some(fs::metadata(&raw).unwrap().len()));
+    assert_eq!(
+        Sha256::of(&ok(Command::new("zstd").arg("-dc").arg(&one))),
+        sha_file(&raw)
+    );
+    assert_eq!(
+        image_size(&one).unwrap(),
+        Some(fs::metadata(&raw).unwrap().len())
+    );
 }
 
 #[test]
@@ -108,7 +138,12 @@ fn raw_output_is_sparse_and_equal() {
     assert_eq!(s.sha256_out, sha_file(&raw));
     assert_eq!(s.bytes_out, meta.len());
     // Allocated bytes (st_blocks) well below the size: zero blocks became holes.
-    assert!(meta.blocks() * 512 < meta.len() / 2, "{} allocated of {}", meta.blocks() * 512, meta.len());
+    assert!(
+        meta.blocks() * 512 < meta.len() / 2,
+        "{} allocated of {}",
+        meta.blocks() * 512,
+        meta.len()
+    );
     let du = String::from_utf8(ok(Command::new("du").arg("-k").arg(&out))).unwrap();
     let kib: u64 = du.split_whitespace().next().unwrap().parse().unwrap();
     assert!(kib * 1024 < meta.len() / 2, "du says {kib} KiB");
@@ -118,15 +153,32 @@ fn raw_output_is_sparse_and_equal() {
 fn failures_leave_no_output_and_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pi.img.xz");
-    let e = write_output(&dir.path().join("missing.img"), &out, Compression::Xz, 1, &mut no_progress()).unwrap_err();
+    let e = write_output(
+        &dir.path().join("missing.img"),
+        &out,
+        Compression::Xz,
+        1,
+        &mut no_progress(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("missing.img"), "{e}");
     // A directory opens but cannot be read: the failure comes mid-way, after the temp file exists.
     let e = write_output(dir.path(), &out, Compression::Zstd, 1, &mut no_progress()).unwrap_err();
     assert!(e.to_string().contains("reading the raw image"), "{e}");
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left behind");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
     let raw = make_image(dir.path(), 1 << 20);
-    let e = write_output(&raw, &dir.path().join("no/such/dir/pi.img"), Compression::None, 1, &mut no_progress())
-        .unwrap_err();
+    let e = write_output(
+        &raw,
+        &dir.path().join("no/such/dir/pi.img"),
+        Compression::None,
+        1,
+        &mut no_progress(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("does the directory exist"), "{e}");
     let e = Compression::from_path(Path::new("pi.gz")).unwrap_err();
     assert!(matches!(e, IoError::UnknownEnding { .. }));
@@ -139,7 +191,11 @@ fn any_image_opens_as_raw_bytes() {
     let want = fs::read(&raw).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     // Names that lie about the content: detection is by magic bytes.
-    for (name, c) in [("a.zst", Compression::Xz), ("b.img", Compression::Zstd), ("c.xz", Compression::None)] {
+    for (name, c) in [
+        ("a.zst", Compression::Xz),
+        ("b.img", Compression::Zstd),
+        ("c.xz", Compression::None),
+    ] {
         let p = dir.path().join(name);
         write_output(&raw, &p, c, 2, &mut no_progress()).unwrap();
         let mut got = Vec::new();
@@ -150,7 +206,10 @@ fn any_image_opens_as_raw_bytes() {
         if c == Compression::None {
             assert_eq!(m, p);
         } else {
-            assert!(m.starts_with(scratch.path()) && fs::metadata(&m).unwrap().blocks() * 512 < want.len() as u64);
+            assert!(
+                m.starts_with(scratch.path())
+                    && fs::metadata(&m).unwrap().blocks() * 512 < want.len() as u64
+            );
         }
     }
     let gz = dir.path().join("d.img");
@@ -180,22 +239,43 @@ fn bmaptool_copies_with_our_bmap() {
     write_output(&raw, &xz, Compression::Xz, 2, &mut no_progress()).unwrap();
     for (i, img) in [&raw, &xz].into_iter().enumerate() {
         let out = dir.path().join(format!("copy{i}"));
-        ok(Command::new("bmaptool").arg("copy").arg("--bmap").arg(&bmap_path).arg(img).arg(&out));
+        ok(Command::new("bmaptool")
+            .arg("copy")
+            .arg("--bmap")
+            .arg(&bmap_path)
+            .arg(img)
+            .arg(&out));
         assert_eq!(sha_file(&out), sha_file(&raw), "{img:?}");
     }
     // A wrong range checksum (with a correct file checksum) makes bmaptool refuse the copy.
     let mut bad = bmap.clone();
     bad.ranges[1].sha256 = Sha256::of(b"not this range");
     fs::write(&bmap_path, bad.to_xml()).unwrap();
-    let out = run(Command::new("bmaptool").arg("copy").arg("--bmap").arg(&bmap_path).arg(&raw).arg(dir.path().join("x")));
+    let out = run(Command::new("bmaptool")
+        .arg("copy")
+        .arg("--bmap")
+        .arg(&bmap_path)
+        .arg(&raw)
+        .arg(dir.path().join("x")));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("checksum mismatch for blocks range"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("checksum mismatch for blocks range"),
+        "{err}"
+    );
     // An edited file fails its own checksum.
     let edited = bmap.to_xml().replacen("<BlocksCount>", "<BlocksCount> ", 1);
     fs::write(&bmap_path, edited).unwrap();
-    let out = run(Command::new("bmaptool").arg("copy").arg("--bmap").arg(&bmap_path).arg(&raw).arg(dir.path().join("y")));
+    let out = run(Command::new("bmaptool")
+        .arg("copy")
+        .arg("--bmap")
+        .arg(&bmap_path)
+        .arg(&raw)
+        .arg(dir.path().join("y")));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("checksum mismatch for bmap file"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("checksum mismatch for bmap file"),
+        "{err}"
+    );
 }
 
 #[test]

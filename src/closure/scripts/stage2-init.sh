@@ -17,6 +17,9 @@ $bb grep -q ' /dev ' /proc/mounts || $bb mount -t devtmpfs devtmpfs /dev || fail
 $bb mkdir -p /dev/pts /dev/shm
 $bb mount -t devpts devpts /dev/pts
 $bb mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || fail "mount /run"
+# setuid wrappers need a filesystem without nosuid; only activation writes there.
+$bb mkdir -p /run/wrappers
+$bb mount -t tmpfs -o mode=0755,nodev tmpfs /run/wrappers || fail "mount /run/wrappers"
 $bb mount -o remount,rw / || fail "remount / read-write"
 $bb mkdir -p /run/busybox
 $bb --install -s /run/busybox
