@@ -26,16 +26,29 @@ pub enum IndexError {
 
 /// `<url>/dists/<suite>/<component>/binary-<arch>/Packages.xz`.
 pub fn index_url(base: &str, suite: &str, component: &str, arch: &str) -> String {
-    format!("{}/dists/{suite}/{component}/binary-{arch}/Packages.xz", base.trim_end_matches('/'))
+    format!(
+        "{}/dists/{suite}/{component}/binary-{arch}/Packages.xz",
+        base.trim_end_matches('/')
+    )
 }
 
 /// Downloads and parses one index.
 pub fn download(url: &str) -> Result<Vec<Package>, IndexError> {
-    let resp = ureq::get(url).call().map_err(|e| IndexError::Http { url: url.into(), reason: e.to_string() })?;
+    let resp = ureq::get(url).call().map_err(|e| IndexError::Http {
+        url: url.into(),
+        reason: e.to_string(),
+    })?;
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes)
-        .map_err(|e| IndexError::Http { url: url.into(), reason: e.to_string() })?;
-    pideploy_debian::packages::parse_bytes(&bytes).map_err(|source| IndexError::Parse { url: url.into(), source })
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).map_err(|e| {
+        IndexError::Http {
+            url: url.into(),
+            reason: e.to_string(),
+        }
+    })?;
+    pideploy_debian::packages::parse_bytes(&bytes).map_err(|source| IndexError::Parse {
+        url: url.into(),
+        source,
+    })
 }
 
 #[cfg(test)]

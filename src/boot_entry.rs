@@ -63,22 +63,39 @@ pub fn plan_entry(e: &EntryInput) -> Result<Vec<BootFilePlan>, String> {
             .split_once(' ')
             .ok_or_else(|| format!("boot/entry: malformed line {line:?}"))?;
         if dest.starts_with('/') || dest.contains("..") {
-            return Err(format!("boot/entry: destination {dest:?} leaves the entry folder"));
+            return Err(format!(
+                "boot/entry: destination {dest:?} leaves the entry folder"
+            ));
         }
-        out.push(BootFilePlan { path: format!("{dir}/{dest}"), source: Source::Toplevel(src.to_string()) });
+        out.push(BootFilePlan {
+            path: format!("{dir}/{dest}"),
+            source: Source::Toplevel(src.to_string()),
+        });
     }
-    out.push(BootFilePlan { path: format!("{dir}/cmdline.txt"), source: Source::Bytes(cmdline(e).into_bytes()) });
+    out.push(BootFilePlan {
+        path: format!("{dir}/cmdline.txt"),
+        source: Source::Bytes(cmdline(e).into_bytes()),
+    });
     Ok(out)
 }
 
 /// `config.txt` (or `tryboot.txt`) selecting generation N: the generation's own body, then an `[all]`
 /// section that points the firmware at its folder.
-pub fn config_txt(body: &str, generation: u32, hostname: &str, kernel_file: &str, has_initrd: bool) -> String {
+pub fn config_txt(
+    body: &str,
+    generation: u32,
+    hostname: &str,
+    kernel_file: &str,
+    has_initrd: bool,
+) -> String {
     let mut s = format!(
         "# pideploy: generation {generation} of {hostname}. Generated: change pi.toml, not this file.\n"
     );
     s += body.trim_end();
-    s += &format!("\n\n[all]\nos_prefix={}/\nkernel={kernel_file}\n", entry_dir(generation));
+    s += &format!(
+        "\n\n[all]\nos_prefix={}/\nkernel={kernel_file}\n",
+        entry_dir(generation)
+    );
     if has_initrd {
         s += "initramfs initrd.img followkernel\n";
     }
@@ -103,7 +120,15 @@ mod tests {
     fn entry_files_and_cmdline() {
         let files = plan_entry(&input()).unwrap();
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["gen-3/vmlinuz", "gen-3/initrd.img", "gen-3/overlays/x.dtbo", "gen-3/cmdline.txt"]);
+        assert_eq!(
+            paths,
+            [
+                "gen-3/vmlinuz",
+                "gen-3/initrd.img",
+                "gen-3/overlays/x.dtbo",
+                "gen-3/cmdline.txt"
+            ]
+        );
         assert_eq!(
             cmdline(&input()),
             "console=ttyAMA0 rootwait root=PARTUUID=0a0b0c0d-02 init=/pideploy/store/abc-pideploy-system-pi/init\n"
@@ -115,8 +140,19 @@ mod tests {
 
     #[test]
     fn config_selects_generation() {
-        let c = config_txt("arm_64bit=1\n[pi5]\nenable_uart=1\n", 3, "pi", "kernel_2712.img", false);
-        assert!(c.ends_with("[all]\nos_prefix=gen-3/\nkernel=kernel_2712.img\n"), "{c}");
-        assert!(config_txt("", 1, "pi", "vmlinuz", true).contains("initramfs initrd.img followkernel"));
+        let c = config_txt(
+            "arm_64bit=1\n[pi5]\nenable_uart=1\n",
+            3,
+            "pi",
+            "kernel_2712.img",
+            false,
+        );
+        assert!(
+            c.ends_with("[all]\nos_prefix=gen-3/\nkernel=kernel_2712.img\n"),
+            "{c}"
+        );
+        assert!(
+            config_txt("", 1, "pi", "vmlinuz", true).contains("initramfs initrd.img followkernel")
+        );
     }
 }

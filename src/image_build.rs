@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pideploy_config::{Board, HostConfig};
@@ -45,7 +45,11 @@ pub enum StageError {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
-    move |source| StageError::Io { action, path: path.to_path_buf(), source }
+    move |source| StageError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Copies a store path physically; hard links where possible (same filesystem, read-only files).
@@ -67,7 +71,9 @@ fn copy_path(src: &Path, dest: &Path) -> Result<u64, StageError> {
             total += copy_path(&e.path(), &dest.join(e.file_name()))?;
         }
         // Store directories are read-only; keep that in the image.
-        let perm = fs::metadata(src).map_err(io_err("reading", src))?.permissions();
+        let perm = fs::metadata(src)
+            .map_err(io_err("reading", src))?
+            .permissions();
         fs::set_permissions(dest, perm).map_err(io_err("writing", dest))?;
         Ok(total)
     } else {
@@ -86,30 +92,61 @@ pub fn stage_root(
     config: &HostConfig,
     root: &Path,
 ) -> Result<u64, StageError> {
+    // Everything created here gets explicit modes: the image must not depend on the umask.
+    let mkdir = |rel: &str| -> Result<PathBuf, StageError> {
+        let mut cur = root.to_path_buf();
+        for comp in rel.split('/') {
+            cur = cur.join(comp);
+            if !cur.exists() {
+                fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
+            }
+            let mode = if rel == "tmp" { 0o1777 } else { 0o755 };
+            fs::set_permissions(&cur, fs::Permissions::from_mode(mode))
+                .map_err(io_err("chmod", &cur))?;
+        }
+        Ok(cur)
+    };
+    let write = |p: &Path, data: &[u8]| -> Result<(), StageError> {
+        fs::write(p, data).map_err(io_err("writing", p))?;
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", p))
+    };
     let closure = store.closure(std::slice::from_ref(toplevel))?;
-    let sdir = root.join("pideploy/store");
-    let vdir = root.join("pideploy/var/db/valid");
-    let pdir = root.join("pideploy/var/profiles");
-    let gdir = root.join("pideploy/var/generations");
-    for d in [&sdir, &vdir, &pdir, &gdir] {
-        fs::create_dir_all(d).map_err(io_err("creating", d))?;
+    let sdir = mkdir("pideploy/store")?;
+    let vdir = mkdir("pideploy/var/db/valid")?;
+    let pdir = mkdir("pideploy/var/profiles")?;
+    let gdir = mkdir("pideploy/var/generations")?;
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "boot/firmware",
+        "etc",
+        "root",
+        "home",
+        "var",
+    ] {
+        mkdir(d)?;
     }
-    for d in ["dev", "proc", "sys", "run", "tmp", "boot/firmware", "etc", "root", "home", "var"] {
-        let p = root.join(d);
-        fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
-    }
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", root))?;
     let mut total = 0;
     for p in &closure {
         total += copy_path(&store.physical(p), &sdir.join(p.base_name()))?;
         let info = store.query(p)?;
-        let reg = vdir.join(p.base_name());
-        fs::write(&reg, info.to_text()).map_err(io_err("writing", &reg))?;
+        write(&vdir.join(p.base_name()), info.to_text().as_bytes())?;
     }
     symlink(toplevel.absolute(), pdir.join("system-1-link")).map_err(io_err("writing", &pdir))?;
     symlink("system-1-link", pdir.join("system")).map_err(io_err("writing", &pdir))?;
-    let record = generation_record(1, image_timestamp(), toplevel, "pideploy image", config, "initial image")?;
-    let g = gdir.join("1.json");
-    fs::write(&g, record).map_err(io_err("writing", &g))?;
+    let record = generation_record(
+        1,
+        image_timestamp(),
+        toplevel,
+        "pideploy image",
+        config,
+        "initial image",
+    )?;
+    write(&gdir.join("1.json"), record.as_bytes())?;
     Ok(total)
 }
 
@@ -152,7 +189,13 @@ pub fn boot_files(
     let body = read("boot/config.txt")?;
     let abs = toplevel.absolute();
     let root = format!("PARTUUID={root_partuuid}");
-    let input = EntryInput { generation: 1, toplevel: &abs, kernel_params: &params, entry_list: &entry_list, root: &root };
+    let input = EntryInput {
+        generation: 1,
+        toplevel: &abs,
+        kernel_params: &params,
+        entry_list: &entry_list,
+        root: &root,
+    };
     let mut files = Vec::new();
     for f in boot_entry::plan_entry(&input).map_err(StageError::Entry)? {
         let data = match f.source {
@@ -163,8 +206,17 @@ pub fn boot_files(
         files.push(BootFile { path: f.path, data });
     }
     let has_initrd = entry_list.lines().any(|l| l.starts_with("initrd.img "));
-    let cfg_txt = boot_entry::config_txt(&body, 1, &config.hostname, &board.boot.kernel_file, has_initrd);
-    files.push(BootFile { path: "config.txt".into(), data: cfg_txt.into_bytes() });
+    let cfg_txt = boot_entry::config_txt(
+        &body,
+        1,
+        &config.hostname,
+        &board.boot.kernel_file,
+        has_initrd,
+    );
+    files.push(BootFile {
+        path: "config.txt".into(),
+        data: cfg_txt.into_bytes(),
+    });
     Ok(files)
 }
 
@@ -179,7 +231,10 @@ pub fn resolve_in_store(store: &LocalStore, top: &Path, rel: &str) -> Result<Pat
                     let t = t.to_string_lossy().into_owned();
                     cur = match StorePath::parse(&t) {
                         Ok(sp) => store.physical(&sp),
-                        Err(_) => cur.parent().map(|p| p.join(&t)).unwrap_or_else(|| PathBuf::from(&t)),
+                        Err(_) => cur
+                            .parent()
+                            .map(|p| p.join(&t))
+                            .unwrap_or_else(|| PathBuf::from(&t)),
                     };
                 }
                 Err(_) => break,
@@ -190,8 +245,18 @@ pub fn resolve_in_store(store: &LocalStore, top: &Path, rel: &str) -> Result<Pat
 }
 
 /// The image spec for a board: partition defaults from the board, ids from `seed`.
-pub fn image_spec(board: &Board, table: Option<TableKind>, size: Option<u64>, seed: [u8; 32], root_dir: PathBuf) -> ImageSpec {
-    let table = table.unwrap_or(if board.partitions.table == "gpt" { TableKind::Gpt } else { TableKind::Mbr });
+pub fn image_spec(
+    board: &Board,
+    table: Option<TableKind>,
+    size: Option<u64>,
+    seed: [u8; 32],
+    root_dir: PathBuf,
+) -> ImageSpec {
+    let table = table.unwrap_or(if board.partitions.table == "gpt" {
+        TableKind::Gpt
+    } else {
+        TableKind::Mbr
+    });
     ImageSpec {
         table,
         seed,
@@ -218,8 +283,14 @@ pub fn image_seed(config: &HostConfig, lock_text: &str, board: &Board) -> [u8; 3
 }
 
 /// Closure store paths of the toplevel (re-exported for summaries).
-pub fn closure_of(store: &LocalStore, toplevel: &StorePath) -> Result<BTreeSet<StorePath>, StageError> {
-    Ok(store.closure(std::slice::from_ref(toplevel))?.into_iter().collect())
+pub fn closure_of(
+    store: &LocalStore,
+    toplevel: &StorePath,
+) -> Result<BTreeSet<StorePath>, StageError> {
+    Ok(store
+        .closure(std::slice::from_ref(toplevel))?
+        .into_iter()
+        .collect())
 }
 
 /// Plan accessor kept here so the CLI does not reach into image internals.

@@ -2,9 +2,9 @@
 //!
 //! The binary's face is [`cli`]; everything else returns typed errors and never prints.
 
-pub mod closure;
-pub mod shell;
+pub mod apt_index;
 pub mod boot_entry;
 pub mod cli;
+pub mod closure;
 pub mod image_build;
-pub mod apt_index;
+pub mod shell;

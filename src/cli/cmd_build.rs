@@ -39,20 +39,37 @@ pub struct PathArgs {
 
 pub fn init(ui: &Ui, a: InitArgs) -> CmdResult {
     if a.path.exists() && !a.force {
-        return Err(format!("{} already exists; pass --force to replace it", a.path.display()).into());
+        return Err(format!(
+            "{} already exists; pass --force to replace it",
+            a.path.display()
+        )
+        .into());
     }
     std::fs::write(&a.path, pideploy_config::STARTER_TOML)
         .map_err(|e| format!("writing {}: {e}", a.path.display()))?;
-    ui.info(format!("wrote {}: edit it, then run `pideploy lock -c {0}` and `pideploy image -c {0} -o pi.img`", a.path.display()));
+    ui.info(format!(
+        "wrote {}: edit it, then run `pideploy lock -c {0}` and `pideploy image -c {0} -o pi.img`",
+        a.path.display()
+    ));
     Ok(0)
 }
 
 /// Builds the system for a target selection (shared by build and image).
-pub fn build_for(ui: &Ui, g: &Global, t: &Target) -> Result<(super::context::Loaded, BuiltSystem, String, Context), Box<dyn std::error::Error + Send + Sync>> {
+pub fn build_for(
+    ui: &Ui,
+    g: &Global,
+    t: &Target,
+) -> Result<
+    (super::context::Loaded, BuiltSystem, String, Context),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
     let loaded = load(t)?;
     let (lock, lock_text) = read_lock(&loaded.lock_path)?;
     let ctx = Context::open(g)?;
-    ui.info(format!("building system {} for board {}", loaded.config.hostname, loaded.board.name));
+    ui.info(format!(
+        "building system {} for board {}",
+        loaded.config.hostname, loaded.board.name
+    ));
     let built = build_system(&SystemInputs {
         config: &loaded.config,
         board: &loaded.board,
@@ -86,7 +103,12 @@ pub fn path_info(_ui: &Ui, g: &Global, a: PathArgs) -> CmdResult {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}\n  size {} bytes, sha256 {}", p.absolute(), info.nar_size, info.nar_sha256.to_hex());
+        println!(
+            "{}\n  size {} bytes, sha256 {}",
+            p.absolute(),
+            info.nar_size,
+            info.nar_sha256.to_hex()
+        );
         for r in &info.references {
             println!("  -> {}", r.absolute());
         }

@@ -74,23 +74,32 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
     let unit = t[digits.len()..].trim().to_ascii_uppercase();
-    let n: u64 = digits.parse().map_err(|_| format!("size {s:?}: expected a number like 2G or 1500M"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("size {s:?}: expected a number like 2G or 1500M"))?;
     let mul: u64 = match unit.as_str() {
         "" | "B" => 1,
         "K" | "KIB" => 1 << 10,
         "M" | "MIB" => 1 << 20,
         "G" | "GIB" => 1 << 30,
         "T" | "TIB" => 1 << 40,
-        _ => return Err(format!("size {s:?}: unknown unit {unit:?} (use K, M, G or T)")),
+        _ => {
+            return Err(format!(
+                "size {s:?}: unknown unit {unit:?} (use K, M, G or T)"
+            ))
+        }
     };
-    n.checked_mul(mul).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Whether an existing file may be replaced without --force: only files that already look like
 /// a disk image (MBR signature) or a compressed one.
 fn looks_like_image(p: &Path) -> bool {
     let mut head = [0u8; 512];
-    let Ok(mut f) = fs::File::open(p) else { return false };
+    let Ok(mut f) = fs::File::open(p) else {
+        return false;
+    };
     let n = f.read(&mut head).unwrap_or(0);
     (n == 512 && head[510] == 0x55 && head[511] == 0xAA)
         || head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0])
@@ -105,9 +114,16 @@ fn check_output(out: &Path, force: bool) -> Result<(), String> {
             if m.file_type().is_block_device() {
                 Err(format!("{} is a block device: write the image to a file, then `pideploy flash FILE {}`", out.display(), out.display()))
             } else if m.is_dir() {
-                Err(format!("{} is a directory: give a file name such as {}/pi.img", out.display(), out.display()))
+                Err(format!(
+                    "{} is a directory: give a file name such as {}/pi.img",
+                    out.display(),
+                    out.display()
+                ))
             } else if !force && !looks_like_image(out) {
-                Err(format!("{} exists and is not a disk image; pass --force to replace it", out.display()))
+                Err(format!(
+                    "{} exists and is not a disk image; pass --force to replace it",
+                    out.display()
+                ))
             } else {
                 Ok(())
             }
@@ -138,10 +154,20 @@ pub fn image(ui: &Ui, g: &Global, a: ImageArgs) -> CmdResult {
     let seed = image_seed(&loaded.config, &lock_text, &loaded.board);
     let mut spec = image_spec(&loaded.board, table, a.size, seed, root.clone());
     let plan = pideploy_image::plan(&spec, pideploy_image::root_content_bytes(&root)?)?;
-    spec.boot_files = boot_files(&ctx.store, &built.toplevel, &loaded.board, &loaded.config, plan.root_partuuid())?;
+    spec.boot_files = boot_files(
+        &ctx.store,
+        &built.toplevel,
+        &loaded.board,
+        &loaded.config,
+        plan.root_partuuid(),
+    )?;
 
     // The raw image goes beside OUT (same filesystem for the final rename) or into the work dir.
-    let out_dir = a.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out_dir = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let raw = match compression {
         Compression::None => tempfile::Builder::new()
             .prefix(".pideploy-image-")
@@ -159,17 +185,34 @@ pub fn image(ui: &Ui, g: &Global, a: ImageArgs) -> CmdResult {
     })?;
     bar.finish();
 
-    let bmap = if a.bmap { Some(pideploy_imageio::bmap_from_raw(&raw_path)?) } else { None };
+    let bmap = if a.bmap {
+        Some(pideploy_imageio::bmap_from_raw(&raw_path)?)
+    } else {
+        None
+    };
     let (bytes_out, sha) = match compression {
         Compression::None => {
-            raw.persist(&a.output).map_err(|e| format!("renaming to {}: {e}", a.output.display()))?;
+            raw.persist(&a.output)
+                .map_err(|e| format!("renaming to {}: {e}", a.output.display()))?;
             let sha = sha256_of(&a.output)?;
             (fs::metadata(&a.output)?.len(), sha)
         }
         c => {
-            let mut bar = ui.bar(if matches!(c, Compression::Xz) { "xz" } else { "zstd" }, Some(plan.total_size));
-            let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-            let s = pideploy_imageio::write_output(&raw_path, &a.output, c, threads, &mut |d, t| bar.set(d, Some(t)))?;
+            let mut bar = ui.bar(
+                if matches!(c, Compression::Xz) {
+                    "xz"
+                } else {
+                    "zstd"
+                },
+                Some(plan.total_size),
+            );
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
+            let s =
+                pideploy_imageio::write_output(&raw_path, &a.output, c, threads, &mut |d, t| {
+                    bar.set(d, Some(t))
+                })?;
             bar.finish();
             (s.bytes_out, s.sha256_out.to_string())
         }
@@ -213,18 +256,30 @@ pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {
             let data = fat.read_file(&path)?;
             boot_files.push((path, size, Sha256::of(&data).to_string()));
         }
-        let config_txt = String::from_utf8_lossy(&fat.read_file("config.txt").unwrap_or_default()).into_owned();
+        let config_txt =
+            String::from_utf8_lossy(&fat.read_file("config.txt").unwrap_or_default()).into_owned();
         let mut cmdlines = Vec::new();
         for (p, _, _) in &boot_files {
             if p.ends_with("cmdline.txt") {
-                cmdlines.push((p.clone(), String::from_utf8_lossy(&fat.read_file(p)?).trim().to_string()));
+                cmdlines.push((
+                    p.clone(),
+                    String::from_utf8_lossy(&fat.read_file(p)?)
+                        .trim()
+                        .to_string(),
+                ));
             }
         }
         (config_txt, cmdlines)
     };
     let mut generations = Vec::new();
-    for name in r.root_list_dir("/pideploy/var/profiles").unwrap_or_default() {
-        if let Some(n) = name.strip_prefix("system-").and_then(|s| s.strip_suffix("-link")) {
+    for name in r
+        .root_list_dir("/pideploy/var/profiles")
+        .unwrap_or_default()
+    {
+        if let Some(n) = name
+            .strip_prefix("system-")
+            .and_then(|s| s.strip_suffix("-link"))
+        {
             let target = r.root_read_link(&format!("/pideploy/var/profiles/{name}"))?;
             generations.push((n.parse::<u32>().unwrap_or(0), target));
         }
@@ -232,7 +287,9 @@ pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {
     generations.sort();
     let default = r.root_read_link("/pideploy/var/profiles/system").ok();
     let mut closure_size = 0u64;
-    let store_paths = r.root_list_dir("/pideploy/var/db/valid").unwrap_or_default();
+    let store_paths = r
+        .root_list_dir("/pideploy/var/db/valid")
+        .unwrap_or_default();
     for p in &store_paths {
         if let Ok(text) = r.root_read_file(&format!("/pideploy/var/db/valid/{p}")) {
             if let Ok(info) = pideploy_store::PathInfo::from_text(&String::from_utf8_lossy(&text)) {
@@ -259,10 +316,23 @@ pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    println!("partition table: {:?}, disk id {}", table.kind, table.disk_id);
+    println!(
+        "partition table: {:?}, disk id {}",
+        table.kind, table.disk_id
+    );
     for p in &table.partitions {
-        let ty = p.type_guid.clone().or(p.type_code.map(|c| format!("0x{c:02x}"))).unwrap_or_default();
-        println!("  {}: start {} size {} MiB type {ty} partuuid {}", p.index, p.start_lba, (p.size_lba * 512) >> 20, p.partuuid);
+        let ty = p
+            .type_guid
+            .clone()
+            .or(p.type_code.map(|c| format!("0x{c:02x}")))
+            .unwrap_or_default();
+        println!(
+            "  {}: start {} size {} MiB type {ty} partuuid {}",
+            p.index,
+            p.start_lba,
+            (p.size_lba * 512) >> 20,
+            p.partuuid
+        );
     }
     println!("boot files:");
     for (p, s, h) in &boot_files {
@@ -274,21 +344,34 @@ pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {
     }
     println!("generations:");
     for (n, t) in &generations {
-        let mark = if default.as_deref() == Some(&format!("system-{n}-link")) { " (default)" } else { "" };
+        let mark = if default.as_deref() == Some(&format!("system-{n}-link")) {
+            " (default)"
+        } else {
+            ""
+        };
         println!("  {n}  {t}{mark}");
     }
-    println!("store: {} paths, {} MiB", store_paths.len(), closure_size >> 20);
+    println!(
+        "store: {} paths, {} MiB",
+        store_paths.len(),
+        closure_size >> 20
+    );
     Ok(0)
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn flash(ui: &Ui, a: FlashArgs) -> CmdResult {
     let bmap_path = PathBuf::from(format!("{}.bmap", a.image.display()));
     let bmap = if bmap_path.exists() {
-        Some(pideploy_imageio::Bmap::from_xml(&fs::read_to_string(&bmap_path)?)?)
+        Some(pideploy_imageio::Bmap::from_xml(&fs::read_to_string(
+            &bmap_path,
+        )?)?)
     } else {
         None
     };
@@ -301,9 +384,17 @@ pub fn flash(ui: &Ui, a: FlashArgs) -> CmdResult {
     if !a.yes {
         use std::io::{BufRead, IsTerminal};
         if !std::io::stdin().is_terminal() {
-            return Err(format!("refusing to overwrite {} without confirmation: pass --yes", a.device.display()).into());
+            return Err(format!(
+                "refusing to overwrite {} without confirmation: pass --yes",
+                a.device.display()
+            )
+            .into());
         }
-        eprint!("Overwrite everything on {} with {}? Type yes: ", a.device.display(), a.image.display());
+        eprint!(
+            "Overwrite everything on {} with {}? Type yes: ",
+            a.device.display(),
+            a.image.display()
+        );
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         if line.trim() != "yes" {
@@ -312,7 +403,9 @@ pub fn flash(ui: &Ui, a: FlashArgs) -> CmdResult {
         }
     }
     let mut bar = ui.bar("flash", Some(size));
-    let s = pideploy_imageio::flash(&a.image, bmap.as_ref(), &a.device, &mut |d, t| bar.set(d, Some(t)))?;
+    let s = pideploy_imageio::flash(&a.image, bmap.as_ref(), &a.device, &mut |d, t| {
+        bar.set(d, Some(t))
+    })?;
     let took = bar.finish();
     ui.info(format!(
         "wrote {} MiB ({} MiB skipped as holes), verified {} MiB, in {:.1}s",

@@ -68,17 +68,26 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
     let mut indexes: Vec<(String, String, Vec<Package>)> = Vec::new();
     let mut given: Vec<(String, PathBuf)> = Vec::new();
     for spec in &a.index {
-        let (name, file) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--index {spec}: expected SOURCE=FILE, e.g. debian=Packages.xz"))?;
+        let (name, file) = spec.split_once('=').ok_or_else(|| {
+            format!("--index {spec}: expected SOURCE=FILE, e.g. debian=Packages.xz")
+        })?;
         if !board.apt.iter().any(|s| s.name == name) {
             let names: Vec<&str> = board.apt.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!("--index {spec}: board {} has no apt source {name:?} (it has: {})", board.name, names.join(", ")).into());
+            return Err(format!(
+                "--index {spec}: board {} has no apt source {name:?} (it has: {})",
+                board.name,
+                names.join(", ")
+            )
+            .into());
         }
         given.push((name.to_string(), PathBuf::from(file)));
     }
     for src in &board.apt {
-        let files: Vec<&PathBuf> = given.iter().filter(|(n, _)| *n == src.name).map(|(_, f)| f).collect();
+        let files: Vec<&PathBuf> = given
+            .iter()
+            .filter(|(n, _)| *n == src.name)
+            .map(|(_, f)| f)
+            .collect();
         let mut pkgs = Vec::new();
         if files.is_empty() {
             for comp in &src.components {
@@ -88,8 +97,12 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
             }
         } else {
             for f in files {
-                let bytes = std::fs::read(f).map_err(|e| format!("reading index {}: {e}", f.display()))?;
-                pkgs.extend(pideploy_debian::packages::parse_bytes(&bytes).map_err(|e| format!("index {}: {e}", f.display()))?);
+                let bytes =
+                    std::fs::read(f).map_err(|e| format!("reading index {}: {e}", f.display()))?;
+                pkgs.extend(
+                    pideploy_debian::packages::parse_bytes(&bytes)
+                        .map_err(|e| format!("index {}: {e}", f.display()))?,
+                );
             }
         }
         indexes.push((src.name.clone(), src.url.clone(), pkgs));
@@ -100,7 +113,11 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
     let packages = resolve(&only, &roots, &opts)?;
     let mut kopts = ResolveOptions::new(board.arch.clone());
     if board.kernel.follow_prefix != "linux-image-" {
-        return Err(format!("board {}: kernel.follow_prefix must be \"linux-image-\"", board.name).into());
+        return Err(format!(
+            "board {}: kernel.follow_prefix must be \"linux-image-\"",
+            board.name
+        )
+        .into());
     }
     kopts.follow = Some(follow_linux_image);
     let kernel = resolve(&only, std::slice::from_ref(&board.kernel.package), &kopts)?;
@@ -109,7 +126,10 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
         indexes
             .iter()
             .rev()
-            .find(|(_, _, pk)| pk.iter().any(|q| q.name == p.name && q.version == p.version && q.filename == p.filename))
+            .find(|(_, _, pk)| {
+                pk.iter()
+                    .any(|q| q.name == p.name && q.version == p.version && q.filename == p.filename)
+            })
             .map(|(n, u, _)| (n.clone(), u.clone()))
             .ok_or_else(|| format!("resolved package {} is in no index", p.name))
     };
@@ -136,14 +156,27 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
     }
     let mut all_roots = roots.clone();
     all_roots.push(board.kernel.package.clone());
-    let lockfile = LockFile { version: 1, board: board.name.clone(), roots: all_roots, packages: locked };
+    let lockfile = LockFile {
+        version: 1,
+        board: board.name.clone(),
+        roots: all_roots,
+        packages: locked,
+    };
     let old = std::fs::read_to_string(&loaded.lock_path).ok();
     let new = lockfile.to_toml();
     if old.as_deref() == Some(new.as_str()) {
-        ui.info(format!("{} is up to date ({} packages)", loaded.lock_path.display(), lockfile.packages.len()));
+        ui.info(format!(
+            "{} is up to date ({} packages)",
+            loaded.lock_path.display(),
+            lockfile.packages.len()
+        ));
     } else {
         lockfile.save(&loaded.lock_path)?;
-        ui.info(format!("wrote {} ({} packages)", loaded.lock_path.display(), lockfile.packages.len()));
+        ui.info(format!(
+            "wrote {} ({} packages)",
+            loaded.lock_path.display(),
+            lockfile.packages.len()
+        ));
     }
     Ok(0)
 }
@@ -152,7 +185,11 @@ pub fn fetch(ui: &Ui, g: &Global, a: FetchArgs) -> CmdResult {
     let loaded = load(&a.target)?;
     let (lock, _) = read_lock(&loaded.lock_path)?;
     let ctx = Context::open(g)?;
-    let missing: Vec<&LockedPackage> = lock.packages.iter().filter(|p| ctx.cache.path_of(&p.sha256).is_none()).collect();
+    let missing: Vec<&LockedPackage> = lock
+        .packages
+        .iter()
+        .filter(|p| ctx.cache.path_of(&p.sha256).is_none())
+        .collect();
     if a.list {
         for p in &missing {
             println!("{}:{}={}", p.name, p.architecture, p.version);
@@ -161,11 +198,16 @@ pub fn fetch(ui: &Ui, g: &Global, a: FetchArgs) -> CmdResult {
     }
     for p in &missing {
         let mut bar = ui.bar(&p.name, Some(p.size));
-        ctx.cache.fetch(&p.url, &p.sha256, Some(p.size), &mut |d, t| bar.set(d, t))?;
+        ctx.cache
+            .fetch(&p.url, &p.sha256, Some(p.size), &mut |d, t| bar.set(d, t))?;
         bar.finish();
         ui.detail(format!("{} {} verified", p.name, p.version));
     }
-    ui.info(format!("{} fetched, {} already cached", missing.len(), lock.packages.len() - missing.len()));
+    ui.info(format!(
+        "{} fetched, {} already cached",
+        missing.len(),
+        lock.packages.len() - missing.len()
+    ));
     Ok(0)
 }
 
@@ -184,12 +226,19 @@ pub fn cache(ui: &Ui, g: &Global, c: CacheCmd) -> CmdResult {
             if json {
                 let v: Vec<_> = entries
                     .iter()
-                    .map(|e| serde_json::json!({"sha256": e.sha256, "size": e.size, "name": e.name}))
+                    .map(
+                        |e| serde_json::json!({"sha256": e.sha256, "size": e.size, "name": e.name}),
+                    )
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for e in &entries {
-                    println!("{}  {:>10}  {}", e.sha256, e.size, e.name.as_deref().unwrap_or("-"));
+                    println!(
+                        "{}  {:>10}  {}",
+                        e.sha256,
+                        e.size,
+                        e.name.as_deref().unwrap_or("-")
+                    );
                 }
             }
             Ok(0)

@@ -47,7 +47,10 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         ui.info(format!(
             "booting {}{} ({}, ssh on 127.0.0.1:{port})",
             sel.kernel,
-            sel.initramfs.as_deref().map(|i| format!(" + {i}")).unwrap_or_default(),
+            sel.initramfs
+                .as_deref()
+                .map(|i| format!(" + {i}"))
+                .unwrap_or_default(),
             sel.config_file
         ));
         let vm = h.boot_once()?;

@@ -19,7 +19,9 @@ pub struct Context {
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// `$XDG_CACHE_HOME/pideploy` or `~/.cache/pideploy`.
@@ -43,7 +45,10 @@ impl Context {
     pub fn open(g: &Global) -> Res<Self> {
         let cache_dir = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let store_dir = g.store.clone().unwrap_or_else(default_store_dir);
-        Ok(Context { cache: Cache::open(&cache_dir)?, store: LocalStore::open(&store_dir)? })
+        Ok(Context {
+            cache: Cache::open(&cache_dir)?,
+            store: LocalStore::open(&store_dir)?,
+        })
     }
 }
 
@@ -81,7 +86,10 @@ pub fn load(t: &Target) -> Res<Loaded> {
     let (mut config, dir) = match &t.config {
         Some(p) => {
             let c = HostConfig::load(p)?;
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf);
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf);
             (c, dir.unwrap_or_else(|| PathBuf::from(".")))
         }
         None => {
@@ -103,7 +111,11 @@ pub fn load(t: &Target) -> Res<Loaded> {
     }
     let board = Board::load(&config.board)?;
     let lock_path = t.lock.clone().unwrap_or_else(|| dir.join("pideploy.lock"));
-    Ok(Loaded { config, board, lock_path })
+    Ok(Loaded {
+        config,
+        board,
+        lock_path,
+    })
 }
 
 /// Reads the lock file, or says how to make one.
@@ -115,6 +127,7 @@ pub fn read_lock(path: &Path) -> Res<(LockFile, String)> {
         )
         .into());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     Ok((LockFile::load(path)?, text))
 }

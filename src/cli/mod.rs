@@ -21,7 +21,11 @@ pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
 pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "pideploy", version, about = "Declarative, reproducible Raspberry Pi 5 images and atomic SSH deploys")]
+#[command(
+    name = "pideploy",
+    version,
+    about = "Declarative, reproducible Raspberry Pi 5 images and atomic SSH deploys"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,

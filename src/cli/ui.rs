@@ -18,7 +18,11 @@ pub struct Ui {
 impl Ui {
     /// Settings for this process.
     pub fn new(quiet: bool, verbose: u8) -> Self {
-        Ui { quiet, verbose, tty: std::io::stderr().is_terminal() }
+        Ui {
+            quiet,
+            verbose,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     /// A progress line (suppressed by `-q`).
@@ -53,7 +57,13 @@ impl Ui {
         } else {
             None
         };
-        Bar { pb, label: label.to_string(), quiet: self.quiet, started: Instant::now(), last: Instant::now() }
+        Bar {
+            pb,
+            label: label.to_string(),
+            quiet: self.quiet,
+            started: Instant::now(),
+            last: Instant::now(),
+        }
     }
 }
 
@@ -79,7 +89,9 @@ impl Bar {
             None if !self.quiet && self.last.elapsed() > Duration::from_secs(5) => {
                 self.last = Instant::now();
                 match total {
-                    Some(t) if t > 0 => eprintln!("{}: {} / {} MiB", self.label, done >> 20, t >> 20),
+                    Some(t) if t > 0 => {
+                        eprintln!("{}: {} / {} MiB", self.label, done >> 20, t >> 20)
+                    }
                     _ => eprintln!("{}: {} MiB", self.label, done >> 20),
                 }
             }

@@ -71,7 +71,13 @@ pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
 fn path_name(name: &str, version: &str) -> String {
     format!("{name}-{version}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "+._?=-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+._?=-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -85,16 +91,25 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     let cfg = inp.config;
     let board = inp.board;
     if inp.lock.board != board.name {
-        return Err(BuildError::WrongBoard { locked: inp.lock.board.clone(), wanted: board.name.clone() });
+        return Err(BuildError::WrongBoard {
+            locked: inp.lock.board.clone(),
+            wanted: board.name.clone(),
+        });
     }
     let lock_name = "pideploy.lock".to_string();
     for want in wanted_packages(cfg, board) {
-        if !inp.lock.roots.iter().any(|r| *r == want) {
-            return Err(BuildError::NotLocked { what: format!("package {want}"), lock: lock_name });
+        if !inp.lock.roots.contains(&want) {
+            return Err(BuildError::NotLocked {
+                what: format!("package {want}"),
+                lock: lock_name,
+            });
         }
     }
-    if !inp.lock.roots.iter().any(|r| *r == board.kernel.package) {
-        return Err(BuildError::NotLocked { what: format!("kernel {}", board.kernel.package), lock: lock_name });
+    if !inp.lock.roots.contains(&board.kernel.package) {
+        return Err(BuildError::NotLocked {
+            what: format!("kernel {}", board.kernel.package),
+            lock: lock_name,
+        });
     }
 
     // 1. Packages.
@@ -106,7 +121,9 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         .get("busybox-static")
         .or_else(|| packages.get("busybox"))
         .cloned()
-        .ok_or_else(|| BuildError::Config("the system needs busybox-static (board base_packages)".into()))?;
+        .ok_or_else(|| {
+            BuildError::Config("the system needs busybox-static (board base_packages)".into())
+        })?;
     let busybox = format!("{}/bin/busybox", busybox_pkg.absolute());
 
     // 2. Kernel (+ initrd): unpack the kernel packages once into scratch space.
@@ -118,8 +135,12 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     for lp in inp.lock.packages.iter().filter(|p| p.role == Role::Kernel) {
         let deb = inp.cache.require(&lp.name, &lp.sha256)?;
         let f = fs::File::open(&deb).map_err(io("opening", &deb))?;
-        pideploy_debian::deb::extract_data(f, scratch.path())
-            .map_err(|source| BuildError::Unpack { package: lp.name.clone(), source })?;
+        pideploy_debian::deb::extract_data(f, scratch.path()).map_err(|source| {
+            BuildError::Unpack {
+                package: lp.name.clone(),
+                source,
+            }
+        })?;
         if kernel_version.is_empty() || lp.name != board.kernel.package {
             kernel_version = lp.version.clone();
         }
@@ -127,16 +148,36 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     let tree = walk(scratch.path())?;
     let kernel = add_kernel(inp, scratch.path(), &tree, &kernel_version)?;
     let initrd = match &board.initrd {
-        Some(spec) => Some(add_initrd(inp, scratch.path(), &tree, &spec.modules, &busybox_pkg, &kernel_version)?),
+        Some(spec) => Some(add_initrd(
+            inp,
+            scratch.path(),
+            &tree,
+            &spec.modules,
+            &busybox_pkg,
+            &kernel_version,
+        )?),
         None => None,
     };
     drop(scratch);
 
     // 3. The package set as an FHS tree, and /etc.
     let sw = add_sw(inp.store, &packages)?;
-    let console = board.qemu.as_ref().map(|q| q.console.clone()).unwrap_or_else(|| "console".into());
-    let sudo = packages.get("sudo").map(|p| format!("{}/usr/bin/sudo", p.absolute()));
-    let plan = etc::plan(cfg, &EtcContext { busybox: &busybox, console: &console, sudo: sudo.as_deref() })
+    let console = board
+        .qemu
+        .as_ref()
+        .map(|q| q.console.clone())
+        .unwrap_or_else(|| "console".into());
+    let sudo = packages
+        .get("sudo")
+        .map(|p| format!("{}/usr/bin/sudo", p.absolute()));
+    let plan = etc::plan(
+        cfg,
+        &EtcContext {
+            busybox: &busybox,
+            console: &console,
+            sudo: sudo.as_deref(),
+        },
+    )
     .map_err(BuildError::Config)?;
     let etc_refs = BTreeSet::from([busybox_pkg.clone()]);
     let etc = inp.store.add("etc", &etc_refs, |tmp| {
@@ -148,18 +189,28 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     })?;
 
     // 4. The toplevel.
-    let toplevel = add_toplevel(inp, &TopParts {
-        busybox: &busybox,
-        busybox_pkg: &busybox_pkg,
-        packages: &packages,
-        kernel: &kernel,
-        initrd: initrd.as_ref(),
-        sw: &sw,
-        etc: &etc,
-        plan: &plan,
-        kernel_version: &kernel_version,
-    })?;
-    Ok(BuiltSystem { toplevel, packages, kernel, initrd, sw, etc })
+    let toplevel = add_toplevel(
+        inp,
+        &TopParts {
+            busybox: &busybox,
+            busybox_pkg: &busybox_pkg,
+            packages: &packages,
+            kernel: &kernel,
+            initrd: initrd.as_ref(),
+            sw: &sw,
+            etc: &etc,
+            plan: &plan,
+            kernel_version: &kernel_version,
+        },
+    )?;
+    Ok(BuiltSystem {
+        toplevel,
+        packages,
+        kernel,
+        initrd,
+        sw,
+        etc,
+    })
 }
 
 fn add_package(inp: &SystemInputs, lp: &LockedPackage) -> Result<StorePath, BuildError> {
@@ -200,24 +251,54 @@ fn matching<'t>(tree: &'t [String], pattern: &str) -> Vec<&'t String> {
     tree.iter().filter(|p| glob::matches(pattern, p)).collect()
 }
 
-fn add_kernel(inp: &SystemInputs, root: &Path, tree: &[String], version: &str) -> Result<StorePath, BuildError> {
+fn add_kernel(
+    inp: &SystemInputs,
+    root: &Path,
+    tree: &[String],
+    version: &str,
+) -> Result<StorePath, BuildError> {
     let k = &inp.board.kernel;
     let images = matching(tree, &k.image_glob);
     let image = match images.as_slice() {
         [one] => root.join(one),
-        [] => return Err(BuildError::Kernel(format!("no file matches image_glob {:?} in {}", k.image_glob, k.package))),
-        many => return Err(BuildError::Kernel(format!("image_glob {:?} matches {} files; make it specific", k.image_glob, many.len()))),
+        [] => {
+            return Err(BuildError::Kernel(format!(
+                "no file matches image_glob {:?} in {}",
+                k.image_glob, k.package
+            )))
+        }
+        many => {
+            return Err(BuildError::Kernel(format!(
+                "image_glob {:?} matches {} files; make it specific",
+                k.image_glob,
+                many.len()
+            )))
+        }
     };
-    let dtbs: Vec<&String> = k.dtb_glob.as_deref().map(|g| matching(tree, g)).unwrap_or_default();
+    let dtbs: Vec<&String> = k
+        .dtb_glob
+        .as_deref()
+        .map(|g| matching(tree, g))
+        .unwrap_or_default();
     for want in &inp.board.boot.device_trees {
         if !dtbs.iter().any(|d| d.rsplit('/').next() == Some(want)) {
-            return Err(BuildError::Kernel(format!("device tree {want} (board) is not in {}", k.package)));
+            return Err(BuildError::Kernel(format!(
+                "device tree {want} (board) is not in {}",
+                k.package
+            )));
         }
     }
-    let overlays: Vec<&String> = k.overlays_glob.as_deref().map(|g| matching(tree, g)).unwrap_or_default();
+    let overlays: Vec<&String> = k
+        .overlays_glob
+        .as_deref()
+        .map(|g| matching(tree, g))
+        .unwrap_or_default();
     for want in &inp.board.boot.required_overlays {
         if !overlays.iter().any(|d| d.rsplit('/').next() == Some(want)) {
-            return Err(BuildError::Kernel(format!("overlay {want} (board) is not in {}", k.package)));
+            return Err(BuildError::Kernel(format!(
+                "overlay {want} (board) is not in {}",
+                k.package
+            )));
         }
     }
     // Boards without an initramfs load modules from the root, so the whole module tree goes in.
@@ -244,13 +325,23 @@ fn add_kernel(inp: &SystemInputs, root: &Path, tree: &[String], version: &str) -
         fs::create_dir_all(out.join("overlays"))?;
         fs::copy(&image, out.join("kernel"))?;
         for d in &dtbs {
-            fs::copy(root.join(d), out.join("dtbs").join(d.rsplit('/').next().unwrap_or(d)))?;
+            fs::copy(
+                root.join(d),
+                out.join("dtbs").join(d.rsplit('/').next().unwrap_or(d)),
+            )?;
         }
         for o in &overlays {
-            fs::copy(root.join(o), out.join("overlays").join(o.rsplit('/').next().unwrap_or(o)))?;
+            fs::copy(
+                root.join(o),
+                out.join("overlays").join(o.rsplit('/').next().unwrap_or(o)),
+            )?;
         }
         for m in &module_dirs {
-            copy_tree(&root.join(m), &out.join("lib/modules").join(m.rsplit('/').next().unwrap_or(m)))?;
+            copy_tree(
+                &root.join(m),
+                &out.join("lib/modules")
+                    .join(m.rsplit('/').next().unwrap_or(m)),
+            )?;
         }
         Ok::<(), io::Error>(())
     })?)
@@ -301,23 +392,51 @@ fn add_initrd(
         deps.insert(m, d);
     }
     let order = modules::load_order(wanted, &deps).map_err(|e| {
-        BuildError::Kernel(format!("{e}; fix initrd.modules in the board file {}", inp.board.name))
+        BuildError::Kernel(format!(
+            "{e}; fix initrd.modules in the board file {}",
+            inp.board.name
+        ))
     })?;
 
     let bb_path = inp.store.physical(busybox_pkg).join("bin/busybox");
     let bb = fs::read(&bb_path).map_err(io("reading", &bb_path))?;
     let mut entries = vec![
-        CpioEntry::Dir { path: "bin".into(), mode: 0o755 },
-        CpioEntry::File { path: "bin/busybox".into(), mode: 0o755, data: bb },
-        CpioEntry::Dir { path: "dev".into(), mode: 0o755 },
-        CpioEntry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
-        CpioEntry::Dir { path: "lib".into(), mode: 0o755 },
-        CpioEntry::Dir { path: "lib/modules".into(), mode: 0o755 },
+        CpioEntry::Dir {
+            path: "bin".into(),
+            mode: 0o755,
+        },
+        CpioEntry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            data: bb,
+        },
+        CpioEntry::Dir {
+            path: "dev".into(),
+            mode: 0o755,
+        },
+        CpioEntry::CharDev {
+            path: "dev/console".into(),
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+        CpioEntry::Dir {
+            path: "lib".into(),
+            mode: 0o755,
+        },
+        CpioEntry::Dir {
+            path: "lib/modules".into(),
+            mode: 0o755,
+        },
     ];
     for m in &order {
         let file = &files[m];
         let data = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
-        entries.push(CpioEntry::File { path: format!("lib/modules/{m}.ko"), mode: 0o644, data });
+        entries.push(CpioEntry::File {
+            path: format!("lib/modules/{m}.ko"),
+            mode: 0o644,
+            data,
+        });
     }
     entries.push(CpioEntry::File {
         path: "lib/modules/load-order".into(),
@@ -325,7 +444,10 @@ fn add_initrd(
         data: (order.join("\n") + "\n").into_bytes(),
     });
     for d in ["newroot", "proc", "sys"] {
-        entries.push(CpioEntry::Dir { path: d.into(), mode: 0o755 });
+        entries.push(CpioEntry::Dir {
+            path: d.into(),
+            mode: 0o755,
+        });
     }
     entries.push(CpioEntry::File {
         path: "init".into(),
@@ -333,11 +455,13 @@ fn add_initrd(
         data: include_bytes!("scripts/stage1-init.sh").to_vec(),
     });
     let cpio = write_newc(&entries).map_err(BuildError::Internal)?;
-    Ok(inp.store.add(&path_name("initrd", version), &BTreeSet::new(), |tmp| {
-        let out = tmp.join("out");
-        fs::create_dir(&out)?;
-        fs::write(out.join("initrd"), &cpio)
-    })?)
+    Ok(inp
+        .store
+        .add(&path_name("initrd", version), &BTreeSet::new(), |tmp| {
+            let out = tmp.join("out");
+            fs::create_dir(&out)?;
+            fs::write(out.join("initrd"), &cpio)
+        })?)
 }
 
 /// Programs that only work setuid root; activation copies them to /run/wrappers/bin.
@@ -345,7 +469,10 @@ const WRAPPED: &[&str] = &["usr/bin/sudo"];
 
 /// The package set merged into one FHS tree of links (like NixOS's system-path): the first package
 /// (by name) to provide a path wins; the others are listed in `conflicts`.
-fn add_sw(store: &LocalStore, packages: &BTreeMap<String, StorePath>) -> Result<StorePath, BuildError> {
+fn add_sw(
+    store: &LocalStore,
+    packages: &BTreeMap<String, StorePath>,
+) -> Result<StorePath, BuildError> {
     let refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     Ok(store.add("system-path", &refs, |tmp| {
         let out = tmp.join("out");
@@ -386,7 +513,9 @@ fn add_sw(store: &LocalStore, packages: &BTreeMap<String, StorePath>) -> Result<
         // poweroff ...) unless a package provides that command, so any PATH finds them.
         if let Some(bb) = packages.get("busybox-static") {
             let bin = fs::read(store.physical(bb).join("bin/busybox"))?;
-            let applets = busybox_applets(&bin).ok_or_else(|| other("cannot find the applet list in busybox-static's bin/busybox"))?;
+            let applets = busybox_applets(&bin).ok_or_else(|| {
+                other("cannot find the applet list in busybox-static's bin/busybox")
+            })?;
             for a in applets {
                 let taken = ["bin", "sbin", "usr/bin", "usr/sbin"]
                     .iter()
@@ -412,7 +541,10 @@ fn busybox_applets(bin: &[u8]) -> Option<Vec<String>> {
         .collect();
     let valid = names.len() > 10
         && names.windows(2).all(|w| w[0] < w[1])
-        && names.iter().all(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(&b)));
+        && names.iter().all(|n| {
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(&b))
+        });
     valid.then_some(names)
 }
 
@@ -456,7 +588,13 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
     ] {
         let text = render(tpl, &vars).map_err(BuildError::Internal)?;
-        files.insert(name.into(), GenFile::File { data: text.into_bytes(), exec: true });
+        files.insert(
+            name.into(),
+            GenFile::File {
+                data: text.into_bytes(),
+                exec: true,
+            },
+        );
     }
     let link = |p: &StorePath| GenFile::Link(p.absolute());
     files.insert("sw".into(), link(t.sw));
@@ -467,23 +605,35 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
     }
     files.insert("busybox".into(), GenFile::Link(t.busybox.to_string()));
 
-    let text = |s: &str| GenFile::File { data: s.as_bytes().to_vec(), exec: false };
+    let text = |s: &str| GenFile::File {
+        data: s.as_bytes().to_vec(),
+        exec: false,
+    };
     files.insert("activation/etc-files".into(), text(&t.plan.etc_files));
     files.insert("activation/users".into(), text(&t.plan.users));
-    files.insert("activation/files".into(), text(&t.plan.files_list));
+    files.insert("activation/files.list".into(), text(&t.plan.files_list));
     files.insert("activation/wrappers".into(), text(&t.plan.wrappers));
     for (user, keys) in &t.plan.keys {
         files.insert(format!("activation/keys/{user}"), text(keys));
     }
     for (k, data) in &t.plan.files {
-        files.insert(format!("activation/files/{k}"), GenFile::File { data: data.clone(), exec: false });
+        files.insert(
+            format!("activation/files/{k}"),
+            GenFile::File {
+                data: data.clone(),
+                exec: false,
+            },
+        );
     }
 
     // Boot entry ingredients; root= and init= are added when the entry is written, because the
     // toplevel cannot name itself and the root partition's id belongs to the disk.
     let mut params: Vec<String> = board.boot.cmdline.clone();
     params.extend(cfg.boot.cmdline.iter().cloned());
-    files.insert("boot/kernel-params".into(), text(&(params.join(" ") + "\n")));
+    files.insert(
+        "boot/kernel-params".into(),
+        text(&(params.join(" ") + "\n")),
+    );
     let mut config_txt = board.boot.config_txt.trim_end().to_string();
     config_txt.push('\n');
     if !cfg.boot.config.is_empty() || !cfg.boot.dtoverlays.is_empty() {
@@ -523,11 +673,18 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         "users": cfg.users.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
         "config_digest": cfg.digest().map(hex::encode).map_err(|e| BuildError::Config(e.to_string()))?,
     });
-    let manifest = serde_json::to_string_pretty(&manifest).map_err(|e| BuildError::Internal(e.to_string()))? + "\n";
+    let manifest = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+        + "\n";
     files.insert("manifest.json".into(), text(&manifest));
 
     let mut refs: BTreeSet<StorePath> = t.packages.values().cloned().collect();
-    refs.extend([t.sw.clone(), t.etc.clone(), t.kernel.clone(), t.busybox_pkg.clone()]);
+    refs.extend([
+        t.sw.clone(),
+        t.etc.clone(),
+        t.kernel.clone(),
+        t.busybox_pkg.clone(),
+    ]);
     refs.extend(t.initrd.cloned());
     check_references(&files, &refs)?;
     let name = format!("pideploy-system-{}", cfg.hostname);
@@ -556,7 +713,10 @@ fn sorted_names(dir: &Path) -> Result<Vec<String>, BuildError> {
 
 /// Every store path named in generated content must be a declared reference, or a copy to the Pi
 /// would leave it dangling. This catches such builder bugs before they reach a device.
-fn check_references(files: &BTreeMap<String, GenFile>, refs: &BTreeSet<StorePath>) -> Result<(), BuildError> {
+fn check_references(
+    files: &BTreeMap<String, GenFile>,
+    refs: &BTreeSet<StorePath>,
+) -> Result<(), BuildError> {
     let known: BTreeSet<String> = refs.iter().map(|r| r.hash_part().to_string()).collect();
     let prefix = format!("{STORE_DIR}/");
     for (name, f) in files {
@@ -569,10 +729,14 @@ fn check_references(files: &BTreeMap<String, GenFile>, refs: &BTreeSet<StorePath
             let hash: String = rest.chars().take(pideploy_store::HASH_LEN).collect();
             // Only text shaped like a store path counts ("$(basename ...)" in a script does not).
             let shaped = hash.len() == pideploy_store::HASH_LEN
-                && hash.bytes().all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
+                && hash
+                    .bytes()
+                    .all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
                 && rest[hash.len()..].starts_with('-');
             if shaped && !known.contains(&hash) {
-                return Err(BuildError::Internal(format!("{name} names {prefix}{hash}… which is not a declared reference")));
+                return Err(BuildError::Internal(format!(
+                    "{name} names {prefix}{hash}… which is not a declared reference"
+                )));
             }
         }
     }
@@ -600,7 +764,10 @@ mod tests {
 
     #[test]
     fn path_names_are_store_safe() {
-        assert_eq!(path_name("busybox-static", "1:1.35.0-4+deb12u1+b1"), "busybox-static-1_1.35.0-4+deb12u1+b1");
+        assert_eq!(
+            path_name("busybox-static", "1:1.35.0-4+deb12u1+b1"),
+            "busybox-static-1_1.35.0-4+deb12u1+b1"
+        );
         assert_eq!(path_name("x", "1.0~rc1"), "x-1.0_rc1");
     }
 }

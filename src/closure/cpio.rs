@@ -65,12 +65,17 @@ pub fn write_newc(entries: &[CpioEntry]) -> Result<Vec<u8>, String> {
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     for (i, e) in entries.iter().enumerate() {
         let path = e.path();
-        if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
+        if path.is_empty()
+            || path.starts_with('/')
+            || path.split('/').any(|c| c == ".." || c.is_empty())
+        {
             return Err(format!("bad cpio path {path:?}"));
         }
         if let Some((parent, _)) = path.rsplit_once('/') {
             if !seen.contains(parent) {
-                return Err(format!("cpio entry {path:?} comes before its directory {parent:?}"));
+                return Err(format!(
+                    "cpio entry {path:?} comes before its directory {parent:?}"
+                ));
             }
         }
         if !seen.insert(path) {
@@ -82,11 +87,15 @@ pub fn write_newc(entries: &[CpioEntry]) -> Result<Vec<u8>, String> {
             CpioEntry::Dir { mode, .. } => (0o040000 | (mode & 0o7777), &[], (0, 0)),
             CpioEntry::File { mode, data, .. } => (0o100000 | (mode & 0o7777), data, (0, 0)),
             CpioEntry::Symlink { target, .. } => (0o120777, target.as_bytes(), (0, 0)),
-            CpioEntry::CharDev { mode, major, minor, .. } => {
-                (0o020000 | (mode & 0o7777), &[], (*major, *minor))
-            }
+            CpioEntry::CharDev {
+                mode, major, minor, ..
+            } => (0o020000 | (mode & 0o7777), &[], (*major, *minor)),
         };
-        let nlink = if matches!(e, CpioEntry::Dir { .. }) { 2 } else { 1 };
+        let nlink = if matches!(e, CpioEntry::Dir { .. }) {
+            2
+        } else {
+            1
+        };
         push_record(&mut out, ino, mode, nlink, rdev, path, data)?;
     }
     push_record(&mut out, 0, 0, 1, (0, 0), "TRAILER!!!", &[])?;
@@ -132,12 +141,34 @@ mod tests {
 
     fn sample() -> Vec<CpioEntry> {
         vec![
-            CpioEntry::Dir { path: "dev".into(), mode: 0o755 },
-            CpioEntry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
-            CpioEntry::Dir { path: "bin".into(), mode: 0o755 },
-            CpioEntry::File { path: "bin/hello".into(), mode: 0o755, data: b"#!/bin/sh\necho hi\n".to_vec() },
-            CpioEntry::Symlink { path: "bin/sh".into(), target: "hello".into() },
-            CpioEntry::File { path: "init".into(), mode: 0o755, data: b"x".to_vec() },
+            CpioEntry::Dir {
+                path: "dev".into(),
+                mode: 0o755,
+            },
+            CpioEntry::CharDev {
+                path: "dev/console".into(),
+                mode: 0o600,
+                major: 5,
+                minor: 1,
+            },
+            CpioEntry::Dir {
+                path: "bin".into(),
+                mode: 0o755,
+            },
+            CpioEntry::File {
+                path: "bin/hello".into(),
+                mode: 0o755,
+                data: b"#!/bin/sh\necho hi\n".to_vec(),
+            },
+            CpioEntry::Symlink {
+                path: "bin/sh".into(),
+                target: "hello".into(),
+            },
+            CpioEntry::File {
+                path: "init".into(),
+                mode: 0o755,
+                data: b"x".to_vec(),
+            },
         ]
     }
 
@@ -152,14 +183,27 @@ mod tests {
 
     #[test]
     fn parents_must_come_first_and_paths_are_unique() {
-        let e = vec![CpioEntry::File { path: "a/b".into(), mode: 0o644, data: vec![] }];
+        let e = vec![CpioEntry::File {
+            path: "a/b".into(),
+            mode: 0o644,
+            data: vec![],
+        }];
         assert!(write_newc(&e).unwrap_err().contains("before its directory"));
         let e = vec![
-            CpioEntry::Dir { path: "a".into(), mode: 0o755 },
-            CpioEntry::Dir { path: "a".into(), mode: 0o755 },
+            CpioEntry::Dir {
+                path: "a".into(),
+                mode: 0o755,
+            },
+            CpioEntry::Dir {
+                path: "a".into(),
+                mode: 0o755,
+            },
         ];
         assert!(write_newc(&e).unwrap_err().contains("duplicate"));
-        let e = vec![CpioEntry::Dir { path: "../x".into(), mode: 0o755 }];
+        let e = vec![CpioEntry::Dir {
+            path: "../x".into(),
+            mode: 0o755,
+        }];
         assert!(write_newc(&e).is_err());
     }
 
@@ -175,11 +219,17 @@ mod tests {
             .arg(&file)
             .output()
             .expect("run cpio (apt-get install cpio)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listing = String::from_utf8_lossy(&out.stdout);
         for name in ["dev/console", "bin/hello", "bin/sh -> hello", "init"] {
             assert!(listing.contains(name), "{name} missing in:\n{listing}");
         }
-        assert!(listing.lines().any(|l| l.starts_with("crw-------") && l.contains("5,")));
+        assert!(listing
+            .lines()
+            .any(|l| l.starts_with("crw-------") && l.contains("5,")));
     }
 }

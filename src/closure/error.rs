@@ -59,7 +59,14 @@ pub enum BuildError {
 }
 
 /// Attaches an action and a path to an I/O error.
-pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> BuildError {
     let path = path.into();
-    move |source| BuildError::Io { action, path, source }
+    move |source| BuildError::Io {
+        action,
+        path,
+        source,
+    }
 }

@@ -24,10 +24,16 @@ pub enum GenFile {
 
 impl GenFile {
     fn text(s: impl Into<String>) -> Self {
-        GenFile::File { data: s.into().into_bytes(), exec: false }
+        GenFile::File {
+            data: s.into().into_bytes(),
+            exec: false,
+        }
     }
     fn script(s: impl Into<String>) -> Self {
-        GenFile::File { data: s.into().into_bytes(), exec: true }
+        GenFile::File {
+            data: s.into().into_bytes(),
+            exec: true,
+        }
     }
 }
 
@@ -129,7 +135,11 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     let mut shadow = String::from("root:*:1:0:99999:7:::\n");
     for u in &cfg.users {
         let shell = u.shell.as_deref().unwrap_or("/bin/sh");
-        passwd += &format!("{n}:x:{id}:{id}::/home/{n}:{shell}\n", n = u.name, id = u.uid);
+        passwd += &format!(
+            "{n}:x:{id}:{id}::/home/{n}:{shell}\n",
+            n = u.name,
+            id = u.uid
+        );
         // '*' (not '!'): no password login, but key logins work (dropbear refuses locked '!' accounts).
         shadow += &format!("{}:*:1:0:99999:7:::\n", u.name);
         p.users += &format!("{n} {id} {id} /home/{n}\n", n = u.name, id = u.uid);
@@ -149,7 +159,10 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     }
 
     let e = &mut p.etc;
-    e.insert("hostname".into(), GenFile::text(format!("{}\n", cfg.hostname)));
+    e.insert(
+        "hostname".into(),
+        GenFile::text(format!("{}\n", cfg.hostname)),
+    );
     e.insert(
         "hosts".into(),
         GenFile::text(format!(
@@ -160,8 +173,14 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     e.insert("passwd".into(), GenFile::text(passwd));
     e.insert("group".into(), GenFile::text(group));
     e.insert("shadow".into(), GenFile::text(shadow));
-    e.insert("timezone".into(), GenFile::text(format!("{}\n", cfg.timezone)));
-    e.insert("resolv.conf".into(), GenFile::Link("/run/resolv.conf".into()));
+    e.insert(
+        "timezone".into(),
+        GenFile::text(format!("{}\n", cfg.timezone)),
+    );
+    e.insert(
+        "resolv.conf".into(),
+        GenFile::Link("/run/resolv.conf".into()),
+    );
     e.insert(
         "os-release".into(),
         GenFile::text(format!(
@@ -180,13 +199,19 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
 
     // system.env: what the boot tasks need, as shell assignments built from quoted values.
     let eth = &cfg.network.ethernet;
-    let mut env = vec![
+    let mut env = [
         ("NET_IFACE", "eth0".to_string()),
-        ("NET_MODE", if eth.dhcp { "dhcp" } else { "static" }.to_string()),
+        (
+            "NET_MODE",
+            if eth.dhcp { "dhcp" } else { "static" }.to_string(),
+        ),
         ("NET_ADDRESS", eth.address.clone().unwrap_or_default()),
         ("NET_GATEWAY", eth.gateway.clone().unwrap_or_default()),
         ("NET_DNS", eth.dns.join(" ")),
-        ("SSH_ENABLE", if cfg.ssh.enable { "1" } else { "0" }.to_string()),
+        (
+            "SSH_ENABLE",
+            if cfg.ssh.enable { "1" } else { "0" }.to_string(),
+        ),
         ("SSH_PORT", cfg.ssh.port.to_string()),
     ];
     env.sort();
@@ -204,7 +229,10 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
             .map(|s| s.to_string())
             .collect();
         argv.push(cfg.ssh.port.to_string());
-        argv.extend(["-r".into(), "/etc/dropbear/dropbear_ed25519_host_key".into()]);
+        argv.extend([
+            "-r".into(),
+            "/etc/dropbear/dropbear_ed25519_host_key".into(),
+        ]);
         if !cfg.ssh.password_authentication {
             argv.push("-s".into());
         }
@@ -214,15 +242,25 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         services.push(("sshd".into(), argv, Restart::Always, "root".into()));
     }
     if eth.dhcp {
-        let argv = ["udhcpc", "-f", "-i", "eth0", "-s", "/run/current-system/udhcpc.script"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv = [
+            "udhcpc",
+            "-f",
+            "-i",
+            "eth0",
+            "-s",
+            "/run/current-system/udhcpc.script",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         services.push(("dhcp".into(), argv, Restart::Always, "root".into()));
     }
     for s in &cfg.services {
         if services.iter().any(|(n, ..)| *n == s.name) {
-            return Err(format!("services: the name {:?} is used by pideploy itself; pick another", s.name));
+            return Err(format!(
+                "services: the name {:?} is used by pideploy itself; pick another",
+                s.name
+            ));
         }
         services.push((s.name.clone(), s.command.clone(), s.restart, s.user.clone()));
     }
@@ -236,7 +274,11 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
             format!("exec {cmd}")
         } else {
             resolve_id("services user", user, &uids)?;
-            format!("exec su -s /bin/sh {} -c {}", shell::quote(user), shell::quote(&format!("exec {cmd}")))
+            format!(
+                "exec su -s /bin/sh {} -c {}",
+                shell::quote(user),
+                shell::quote(&format!("exec {cmd}"))
+            )
         };
         let body = match restart {
             // on-failure: a clean exit parks the wrapper so init does not start it again.
@@ -252,8 +294,15 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         )?;
         let digest = hex::encode(Sha256::digest(script.as_bytes()));
         e.insert(format!("pideploy/services/{name}"), GenFile::script(script));
-        e.insert(format!("pideploy/services/{name}.digest"), GenFile::text(format!("{digest}\n")));
-        let action = if *restart == Restart::No { "once" } else { "respawn" };
+        e.insert(
+            format!("pideploy/services/{name}.digest"),
+            GenFile::text(format!("{digest}\n")),
+        );
+        let action = if *restart == Restart::No {
+            "once"
+        } else {
+            "respawn"
+        };
         inittab += &format!("::{action}:/etc/pideploy/services/{name}\n");
     }
     inittab += &format!(
@@ -266,7 +315,9 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     if let Some(sudo) = ctx.sudo {
         e.insert(
             "sudoers".into(),
-            GenFile::text("Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n"),
+            GenFile::text(
+                "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n",
+            ),
         );
         // Only passwordless sudo is configured (users have no passwords), so PAM never authenticates.
         e.insert(
@@ -275,12 +326,18 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         );
         p.wrappers = format!("sudo {sudo}\n");
     } else if cfg.users.iter().any(|u| u.sudo) {
-        return Err("users: sudo = true needs the sudo package; run `pideploy lock` so it is locked".into());
+        return Err(
+            "users: sudo = true needs the sudo package; run `pideploy lock` so it is locked".into(),
+        );
     }
 
     // How activation installs each etc file: most are links; these must be real files.
-    let copies: BTreeMap<&str, &str> =
-        BTreeMap::from([("passwd", "0644"), ("group", "0644"), ("shadow", "0600"), ("sudoers", "0440")]);
+    let copies: BTreeMap<&str, &str> = BTreeMap::from([
+        ("passwd", "0644"),
+        ("group", "0644"),
+        ("shadow", "0600"),
+        ("sudoers", "0440"),
+    ]);
     for path in p.etc.keys() {
         p.etc_files += &match copies.get(path.as_str()) {
             Some(mode) => format!("copy {path} {mode} 0 0\n"),
@@ -290,7 +347,10 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
 
     for (i, f) in cfg.files.iter().enumerate() {
         if f.path.chars().any(char::is_whitespace) {
-            return Err(format!("files[{i}].path: white space in {:?} is not supported", f.path));
+            return Err(format!(
+                "files[{i}].path: white space in {:?} is not supported",
+                f.path
+            ));
         }
         let data = match (&f.content, &f.source) {
             (Some(c), _) => c.clone().into_bytes(),
@@ -322,7 +382,10 @@ mod tests {
 
     #[test]
     fn default_config_plan() {
-        let cfg = HostConfig::default_for("qemu-aarch64", vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey me@laptop".into()]);
+        let cfg = HostConfig::default_for(
+            "qemu-aarch64",
+            vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey me@laptop".into()],
+        );
         let p = plan(&cfg, &ctx()).unwrap();
         let text = |k: &str| match &p.etc[k] {
             GenFile::File { data, .. } => String::from_utf8(data.clone()).unwrap(),
@@ -347,14 +410,21 @@ mod tests {
         let mut cfg = HostConfig::default_for("qemu-aarch64", vec![]);
         cfg.services.push(pideploy_config::Service {
             name: "hello".into(),
-            command: vec!["/bin/sh".into(), "-c".into(), "echo 'hi there' > /tmp/x".into()],
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo 'hi there' > /tmp/x".into(),
+            ],
             restart: Restart::Always,
             user: "root".into(),
         });
         let p = plan(&cfg, &ctx()).unwrap();
-        let GenFile::File { data, exec } = &p.etc["pideploy/services/hello"] else { panic!() };
+        let GenFile::File { data, exec } = &p.etc["pideploy/services/hello"] else {
+            panic!()
+        };
         assert!(exec);
-        assert!(String::from_utf8_lossy(data).contains(r"exec /bin/sh -c 'echo '\''hi there'\'' > /tmp/x'"));
+        assert!(String::from_utf8_lossy(data)
+            .contains(r"exec /bin/sh -c 'echo '\''hi there'\'' > /tmp/x'"));
 
         cfg.files.push(pideploy_config::FileSpec {
             path: "/etc/motd".into(),

@@ -4,7 +4,10 @@
 pub fn matches(pattern: &str, path: &str) -> bool {
     let p: Vec<&str> = pattern.trim_start_matches("./").split('/').collect();
     let s: Vec<&str> = path.trim_start_matches("./").split('/').collect();
-    p.len() == s.len() && p.iter().zip(&s).all(|(p, s)| segment(p.as_bytes(), s.as_bytes()))
+    p.len() == s.len()
+        && p.iter()
+            .zip(&s)
+            .all(|(p, s)| segment(p.as_bytes(), s.as_bytes()))
 }
 
 fn segment(p: &[u8], s: &[u8]) -> bool {
@@ -24,7 +27,10 @@ mod tests {
         assert!(matches("boot/vmlinuz-*", "boot/vmlinuz-6.1.0-56-arm64"));
         assert!(matches("boot/vmlinuz-*", "./boot/vmlinuz-6.1"));
         assert!(!matches("boot/vmlinuz-*", "boot/sub/vmlinuz-6.1"));
-        assert!(matches("usr/lib/linux-image-*/broadcom/*.dtb", "usr/lib/linux-image-6.6/broadcom/bcm2712-rpi-5-b.dtb"));
+        assert!(matches(
+            "usr/lib/linux-image-*/broadcom/*.dtb",
+            "usr/lib/linux-image-6.6/broadcom/bcm2712-rpi-5-b.dtb"
+        ));
         assert!(!matches("*.dtb", "x.dtbo"));
         assert!(matches("lib/modules/*", "lib/modules/6.1.0"));
     }

@@ -38,7 +38,14 @@ pub fn load_order(
     let mut done = BTreeSet::new();
     let mut visiting = BTreeSet::new();
     for w in wanted {
-        visit(&normalize(w), deps, &mut done, &mut visiting, &mut order, None)?;
+        visit(
+            &normalize(w),
+            deps,
+            &mut done,
+            &mut visiting,
+            &mut order,
+            None,
+        )?;
     }
     Ok(order)
 }
@@ -57,7 +64,9 @@ fn visit(
     let Some(ds) = deps.get(name) else {
         return Err(match needed_by {
             Some(p) => format!("kernel module {name} (needed by {p}) is not in the kernel package"),
-            None => format!("kernel module {name} is not in the kernel package (built in, or misspelt?)"),
+            None => format!(
+                "kernel module {name} is not in the kernel package (built in, or misspelt?)"
+            ),
         });
     };
     if !visiting.insert(name.to_string()) {
@@ -87,7 +96,10 @@ mod tests {
     #[test]
     fn orders_dependencies_first() {
         let mut deps = BTreeMap::new();
-        deps.insert("ext4".to_string(), vec!["jbd2".into(), "mbcache".into(), "crc16".into()]);
+        deps.insert(
+            "ext4".to_string(),
+            vec!["jbd2".into(), "mbcache".into(), "crc16".into()],
+        );
         deps.insert("jbd2".to_string(), vec![]);
         deps.insert("mbcache".to_string(), vec![]);
         deps.insert("crc16".to_string(), vec![]);
@@ -97,7 +109,15 @@ mod tests {
         let order = load_order(&["virtio-net".into(), "ext4".into()], &deps).unwrap();
         assert_eq!(
             order,
-            ["failover", "net_failover", "virtio_net", "jbd2", "mbcache", "crc16", "ext4"]
+            [
+                "failover",
+                "net_failover",
+                "virtio_net",
+                "jbd2",
+                "mbcache",
+                "crc16",
+                "ext4"
+            ]
         );
         let err = load_order(&["nope".into()], &deps).unwrap_err();
         assert!(err.contains("nope"), "{err}");
@@ -108,6 +128,8 @@ mod tests {
         let mut deps = BTreeMap::new();
         deps.insert("a".to_string(), vec!["b".into()]);
         deps.insert("b".to_string(), vec!["a".into()]);
-        assert!(load_order(&["a".into()], &deps).unwrap_err().contains("cycle"));
+        assert!(load_order(&["a".into()], &deps)
+            .unwrap_err()
+            .contains("cycle"));
     }
 }

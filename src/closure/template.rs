@@ -32,7 +32,9 @@ mod tests {
     #[test]
     fn fills_and_detects_leftovers() {
         assert_eq!(render("a @X@ b", &[("X", "1")]).unwrap(), "a 1 b");
-        assert!(render("@X@ @Y@", &[("X", "1")]).unwrap_err().contains("@Y@"));
+        assert!(render("@X@ @Y@", &[("X", "1")])
+            .unwrap_err()
+            .contains("@Y@"));
         assert_eq!(render("pi@host", &[]).unwrap(), "pi@host");
     }
 }

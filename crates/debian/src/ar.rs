@@ -34,7 +34,8 @@ impl<R: Read> ArReader<R> {
             .map_err(|e| DebError::io("reading the ar signature of the .deb", e))?;
         if &magic != GLOBAL_MAGIC {
             return Err(DebError::Deb(
-                "not an ar archive (missing `!<arch>` signature); is this file really a .deb?".into(),
+                "not an ar archive (missing `!<arch>` signature); is this file really a .deb?"
+                    .into(),
             ));
         }
         Ok(ArReader {
@@ -74,7 +75,10 @@ impl<R: Read> ArReader<R> {
         let name_field = String::from_utf8_lossy(&header[0..16]);
         let name = name_field.trim_end_matches(' ');
         // GNU ar ends names with `/`; the long-name table (`//`) and symbol table (`/`) are not used by dpkg.
-        let name = name.strip_suffix('/').filter(|n| !n.is_empty()).unwrap_or(name);
+        let name = name
+            .strip_suffix('/')
+            .filter(|n| !n.is_empty())
+            .unwrap_or(name);
         let size_field = String::from_utf8_lossy(&header[48..58]);
         let size: u64 = size_field.trim_end_matches(' ').parse().map_err(|_| {
             DebError::Deb(format!(
@@ -106,7 +110,9 @@ impl<R: Read> Read for MemberBody<'_, R> {
         if self.ar.remaining == 0 {
             return Ok(0);
         }
-        let max = buf.len().min(usize::try_from(self.ar.remaining).unwrap_or(usize::MAX));
+        let max = buf
+            .len()
+            .min(usize::try_from(self.ar.remaining).unwrap_or(usize::MAX));
         let n = self.ar.inner.read(&mut buf[..max])?;
         if n == 0 {
             return Err(io::Error::new(
@@ -163,7 +169,11 @@ mod tests {
 
     #[test]
     fn reads_members_with_padding_and_skips_unread_bodies() {
-        let bytes = build(&[("debian-binary", b"2.0\n"), ("odd", b"abc"), ("last", b"xy")]);
+        let bytes = build(&[
+            ("debian-binary", b"2.0\n"),
+            ("odd", b"abc"),
+            ("last", b"xy"),
+        ]);
         let mut ar = ArReader::new(&bytes[..]).unwrap();
         let h = ar.next_member().unwrap().unwrap();
         assert_eq!((h.name.as_str(), h.size), ("debian-binary", 4));
@@ -200,7 +210,10 @@ mod tests {
         }
         assert_eq!(
             seen,
-            [("one".to_string(), b"1".to_vec()), ("two.tar.gz".to_string(), b"twotwo".to_vec())]
+            [
+                ("one".to_string(), b"1".to_vec()),
+                ("two.tar.gz".to_string(), b"twotwo".to_vec())
+            ]
         );
     }
 
@@ -213,6 +226,10 @@ mod tests {
         let mut v = Vec::new();
         assert!(ar.body().read_to_end(&mut v).is_err());
         let mut ar = ArReader::new(&bytes[..30]).unwrap();
-        assert!(ar.next_member().unwrap_err().to_string().contains("truncated"));
+        assert!(ar
+            .next_member()
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
     }
 }

@@ -73,9 +73,11 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, DebError> {
                 truncate(line)
             )));
         };
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic()) || name.starts_with('-')
-        {
-            return Err(err(format!("`{}` is not a valid field name", truncate(name))));
+        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic()) || name.starts_with('-') {
+            return Err(err(format!(
+                "`{}` is not a valid field name",
+                truncate(name)
+            )));
         }
         let p = cur.get_or_insert_with(|| Paragraph {
             line: line_no,
@@ -125,7 +127,10 @@ mod tests {
         let e = parse("Package: a\nbroken line\n").unwrap_err().to_string();
         assert!(e.starts_with("index line 2:"), "{e}");
         let e = parse("\n continued\n").unwrap_err().to_string();
-        assert!(e.starts_with("index line 2:") && e.contains("continuation"), "{e}");
+        assert!(
+            e.starts_with("index line 2:") && e.contains("continuation"),
+            "{e}"
+        );
         let e = parse("A: 1\nB: 2\na: 3\n").unwrap_err().to_string();
         assert!(e.starts_with("index line 3:") && e.contains("twice"), "{e}");
     }

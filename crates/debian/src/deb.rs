@@ -18,7 +18,8 @@ pub use crate::unpack::{DataEntry, EntryKind, UnpackSummary};
 pub fn read_control(r: impl Read) -> Result<BTreeMap<String, String>, DebError> {
     let mut ar = open(r)?;
     let member = seek_member(&mut ar, "control.tar")?;
-    let mut archive = tar::Archive::new(Compression::from_member_name(&member)?.reader(ar.body(), &member)?);
+    let mut archive =
+        tar::Archive::new(Compression::from_member_name(&member)?.reader(ar.body(), &member)?);
     let entries = archive
         .entries()
         .map_err(|e| DebError::io(format!("reading {member}"), e))?;
@@ -77,7 +78,8 @@ fn for_each_data_entry<R: Read>(
 ) -> Result<(), DebError> {
     let mut ar = open(r)?;
     let member = seek_member(&mut ar, "data.tar")?;
-    let mut archive = tar::Archive::new(Compression::from_member_name(&member)?.reader(ar.body(), &member)?);
+    let mut archive =
+        tar::Archive::new(Compression::from_member_name(&member)?.reader(ar.body(), &member)?);
     let entries = archive
         .entries()
         .map_err(|e| DebError::io(format!("reading {member}"), e))?;
@@ -119,7 +121,9 @@ fn seek_member<R: Read>(ar: &mut ArReader<R>, prefix: &str) -> Result<String, De
             return Ok(h.name);
         }
     }
-    Err(DebError::Deb(format!("no `{prefix}*` member in the archive")))
+    Err(DebError::Deb(format!(
+        "no `{prefix}*` member in the archive"
+    )))
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ impl Compression {
                 ))
             }
             [b'B', b'Z', b'h', ..] => {
-                return Err(unsupported("bzip2", "fetch the .xz or .gz variant of the index"))
+                return Err(unsupported(
+                    "bzip2",
+                    "fetch the .xz or .gz variant of the index",
+                ))
             }
             _ => Compression::None,
         })
@@ -53,8 +56,7 @@ impl Compression {
             Some((_, ".zst")) => Ok(Compression::Zstd),
             _ => Err(DebError::Decompress {
                 what: name.to_string(),
-                reason: "unsupported member compression (supported: none, .gz, .xz, .zst)"
-                    .into(),
+                reason: "unsupported member compression (supported: none, .gz, .xz, .zst)".into(),
                 source: None,
             }),
         }
@@ -66,13 +68,15 @@ impl Compression {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
             Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(r)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r).map_err(|e| {
-                DebError::Decompress {
-                    what: what.to_string(),
-                    reason: "cannot start the zstd decoder".into(),
-                    source: Some(e),
-                }
-            })?),
+            Compression::Zstd => {
+                Box::new(
+                    zstd::stream::read::Decoder::new(r).map_err(|e| DebError::Decompress {
+                        what: what.to_string(),
+                        reason: "cannot start the zstd decoder".into(),
+                        source: Some(e),
+                    })?,
+                )
+            }
         })
     }
 }
@@ -135,8 +139,14 @@ mod tests {
 
     #[test]
     fn member_names() {
-        assert_eq!(Compression::from_member_name("data.tar").unwrap(), Compression::None);
-        assert_eq!(Compression::from_member_name("data.tar.zst").unwrap(), Compression::Zstd);
+        assert_eq!(
+            Compression::from_member_name("data.tar").unwrap(),
+            Compression::None
+        );
+        assert_eq!(
+            Compression::from_member_name("data.tar.zst").unwrap(),
+            Compression::Zstd
+        );
         assert!(Compression::from_member_name("data.tar.bz2").is_err());
     }
 }

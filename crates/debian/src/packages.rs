@@ -81,13 +81,15 @@ impl Package {
             reason,
         };
         let required = |field: &str| {
-            p.get(field).filter(|v| !v.is_empty()).ok_or_else(|| DebError::Index {
-                line: p.line,
-                reason: format!(
-                    "stanza for `{}` has no `{field}` field",
-                    p.get("Package").unwrap_or("?")
-                ),
-            })
+            p.get(field)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| DebError::Index {
+                    line: p.line,
+                    reason: format!(
+                        "stanza for `{}` has no `{field}` field",
+                        p.get("Package").unwrap_or("?")
+                    ),
+                })
         };
         let optional = |field: &str| p.get(field).unwrap_or_default().to_string();
 
@@ -237,11 +239,17 @@ mod tests {
 
         let no_hash = sample().replace(&HASH.to_uppercase(), "abc");
         let e = parse(&no_hash).unwrap_err().to_string();
-        assert!(e.starts_with("index line 12:") && e.contains("64 hex"), "{e}");
+        assert!(
+            e.starts_with("index line 12:") && e.contains("64 hex"),
+            "{e}"
+        );
 
         let missing = sample().replace("Version: 12.4+deb12u11\n", "");
         let e = parse(&missing).unwrap_err().to_string();
-        assert!(e.starts_with("index line 15:") && e.contains("`Version`"), "{e}");
+        assert!(
+            e.starts_with("index line 15:") && e.contains("`Version`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -189,7 +189,10 @@ fn parse_alternative(text: &str) -> Result<Dep, String> {
         if arch_restriction.is_empty() {
             return Err(format!("empty architecture list after `{name}`"));
         }
-        let negated = arch_restriction.iter().filter(|a| a.starts_with('!')).count();
+        let negated = arch_restriction
+            .iter()
+            .filter(|a| a.starts_with('!'))
+            .count();
         if negated != 0 && negated != arch_restriction.len() {
             return Err(format!(
                 "architecture list after `{name}` mixes negated and plain entries"
@@ -268,7 +271,10 @@ mod tests {
             got,
             vec![
                 vec![dep("libc6", None, Some((Op::Ge, "2.34")))],
-                vec![dep("libgmp10", None, None), dep("libgmp-dev", Some("any"), None)],
+                vec![
+                    dep("libgmp10", None, None),
+                    dep("libgmp-dev", Some("any"), None)
+                ],
                 vec![foo],
             ]
         );
@@ -276,8 +282,12 @@ mod tests {
 
     #[test]
     fn operators_and_whitespace() {
-        let got = parse("a(<<1),b (<= 1:2-3) ,c(=1.0~rc1),\n d (>>2), e (< 3), f (>4), g ( >= 5 )").unwrap();
-        let ops: Vec<_> = got.iter().map(|g| g[0].constraint.clone().unwrap()).collect();
+        let got = parse("a(<<1),b (<= 1:2-3) ,c(=1.0~rc1),\n d (>>2), e (< 3), f (>4), g ( >= 5 )")
+            .unwrap();
+        let ops: Vec<_> = got
+            .iter()
+            .map(|g| g[0].constraint.clone().unwrap())
+            .collect();
         assert_eq!(
             ops,
             vec![
@@ -301,7 +311,8 @@ mod tests {
 
     #[test]
     fn profiles_are_dropped_and_arch_lists_checked() {
-        let got = parse("debhelper-compat (= 13), check <!nocheck> <cross>, x [!amd64 !i386]").unwrap();
+        let got =
+            parse("debhelper-compat (= 13), check <!nocheck> <cross>, x [!amd64 !i386]").unwrap();
         assert_eq!(got[1][0], dep("check", None, None));
         assert!(got[2][0].applies_to("arm64"));
         assert!(!got[2][0].applies_to("amd64"));

@@ -155,7 +155,10 @@ impl<'a> Universe<'a> {
     /// Why nothing satisfies `dep`, for the error message.
     fn explain(&self, dep: &Dep, arch: &str) -> String {
         if !qualifier_ok(dep, arch) {
-            return format!("architecture qualifier `:{}` cannot be met on {arch}", dep.arch_qualifier.as_deref().unwrap_or(""));
+            return format!(
+                "architecture qualifier `:{}` cannot be met on {arch}",
+                dep.arch_qualifier.as_deref().unwrap_or("")
+            );
         }
         let list = |pkgs: &[&Package]| {
             pkgs.iter()
@@ -301,7 +304,10 @@ impl<'a> State<'_, 'a> {
     fn satisfy(&mut self, group: &[Dep], chain: &[String]) -> Result<(), DebError> {
         let arch = self.opts.arch.clone();
         let applicable: Vec<&Dep> = group.iter().filter(|d| d.applies_to(&arch)).collect();
-        if applicable.iter().any(|d| self.opts.exclude.contains(&d.name)) {
+        if applicable
+            .iter()
+            .any(|d| self.opts.exclude.contains(&d.name))
+        {
             return Ok(());
         }
         let followed: Vec<&Dep> = applicable

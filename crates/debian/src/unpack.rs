@@ -168,7 +168,10 @@ impl Unpacker {
         self.summary
     }
 
-    pub(crate) fn unpack<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), DebError> {
+    pub(crate) fn unpack<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), DebError> {
         let Some(desc) = describe(entry)? else {
             return Ok(());
         };
@@ -194,8 +197,9 @@ impl Unpacker {
                 let link = entry.link_name_bytes().ok_or_else(|| {
                     DebError::Deb(format!("symlink `{}` has no target", desc.path))
                 })?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target)
-                    .map_err(|e| DebError::io(format!("creating symlink {}", target.display()), e))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target).map_err(|e| {
+                    DebError::io(format!("creating symlink {}", target.display()), e)
+                })?;
                 self.summary.symlinks += 1;
             }
             EntryKind::HardLink => {
@@ -211,7 +215,10 @@ impl Unpacker {
                 }
                 let target = self.prepare_leaf(&rel, &desc.path)?;
                 let n = fs::copy(&source, &target).map_err(|e| {
-                    DebError::io(format!("copying {} to {}", source.display(), target.display()), e)
+                    DebError::io(
+                        format!("copying {} to {}", source.display(), target.display()),
+                        e,
+                    )
                 })?;
                 self.summary.files += 1;
                 self.summary.bytes += n;
@@ -265,8 +272,9 @@ impl Unpacker {
                     if hops > MAX_SYMLINK_HOPS {
                         return Err(unsafe_path(entry.as_bytes(), "too many levels of symlinks"));
                     }
-                    let link = fs::read_link(&here)
-                        .map_err(|e| DebError::io(format!("reading symlink {}", here.display()), e))?;
+                    let link = fs::read_link(&here).map_err(|e| {
+                        DebError::io(format!("reading symlink {}", here.display()), e)
+                    })?;
                     if link.is_absolute() {
                         done.clear();
                     }

@@ -158,7 +158,9 @@ mod tests {
 
     #[test]
     fn sorting_a_list_gives_policy_order() {
-        let mut v = vec!["1.0", "1.0~rc1", "1:0.1", "1.0-1", "1.0~~", "1.0a", "1.0+b1", "0.9"];
+        let mut v = vec![
+            "1.0", "1.0~rc1", "1:0.1", "1.0-1", "1.0~~", "1.0a", "1.0+b1", "0.9",
+        ];
         v.sort_by(|a, b| compare(a, b));
         assert_eq!(
             v,

@@ -41,7 +41,12 @@ fn check_against_dpkg(deb: &Path) {
     let dest = tempfile::tempdir().unwrap();
     let summary = deb::extract_data(File::open(deb).unwrap(), dest.path()).unwrap();
     let tree = walk(dest.path());
-    let unpackable = |k: EntryKind| !matches!(k, EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo);
+    let unpackable = |k: EntryKind| {
+        !matches!(
+            k,
+            EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo
+        )
+    };
     let want_paths: Vec<_> = listed
         .iter()
         .filter(|(_, l)| unpackable(l.kind))
@@ -61,24 +66,42 @@ fn check_against_dpkg(deb: &Path) {
             (None, k) => !unpackable(k),
             _ => false,
         };
-        assert!(ok, "{}: {path} is {:?} on disk, {:?} in dpkg-deb -c", deb.display(), tree.get(path).map(|_| ()), l);
+        assert!(
+            ok,
+            "{}: {path} is {:?} on disk, {:?} in dpkg-deb -c",
+            deb.display(),
+            tree.get(path).map(|_| ()),
+            l
+        );
     }
-    let count = |f: &dyn Fn(EntryKind) -> bool| listed.values().filter(|l| f(l.kind)).count() as u64;
+    let count =
+        |f: &dyn Fn(EntryKind) -> bool| listed.values().filter(|l| f(l.kind)).count() as u64;
     assert_eq!(summary.dirs, count(&|k| k == EntryKind::Dir));
-    assert_eq!(summary.files, count(&|k| matches!(k, EntryKind::File | EntryKind::HardLink)));
+    assert_eq!(
+        summary.files,
+        count(&|k| matches!(k, EntryKind::File | EntryKind::HardLink))
+    );
     assert_eq!(summary.symlinks, count(&|k| k == EntryKind::Symlink));
     assert_eq!(summary.skipped.len() as u64, count(&|k| !unpackable(k)));
 
     // Contents and exec bits must match dpkg's own unpacking.
     let reference = tempfile::tempdir().unwrap();
     run(
-        Command::new("dpkg-deb").arg("-x").arg(deb).arg(reference.path()),
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(reference.path()),
         "install the `dpkg` package",
     );
     let theirs = walk(reference.path());
     let mut bytes = 0;
     for (path, node) in &tree {
-        assert_eq!(Some(node), theirs.get(path), "{}: {path} differs from dpkg-deb -x", deb.display());
+        assert_eq!(
+            Some(node),
+            theirs.get(path),
+            "{}: {path} differs from dpkg-deb -x",
+            deb.display()
+        );
         if let Node::File { bytes: b, .. } = node {
             bytes += b.len() as u64;
         }
@@ -110,7 +133,11 @@ fn make_tree(root: &Path) {
     );
     w("usr/bin/tool", b"#!/bin/sh\nexit 0\n", 0o755);
     w("usr/sbin/setuid-tool", b"binary", 0o4755);
-    w("usr/share/doc/pideploy-test/README", &vec![b'r'; 70_000], 0o644);
+    w(
+        "usr/share/doc/pideploy-test/README",
+        &vec![b'r'; 70_000],
+        0o644,
+    );
     w("etc/secret", b"private", 0o600);
     let long = format!("usr/share/{}/{}.txt", "d".repeat(90), "f".repeat(80));
     w(&long, b"long name", 0o644);
@@ -134,15 +161,27 @@ fn packages_built_by_dpkg_deb_with_each_compression() {
         let deb = work.path().join(format!("test-{comp}.deb"));
         run(
             Command::new("dpkg-deb")
-                .args(["--root-owner-group", "--nocheck", &format!("-Z{comp}"), "--build"])
+                .args([
+                    "--root-owner-group",
+                    "--nocheck",
+                    &format!("-Z{comp}"),
+                    "--build",
+                ])
                 .arg(&tree)
                 .arg(&deb),
             "install the `dpkg` package",
         );
         let control = deb::read_control(File::open(&deb).unwrap()).unwrap();
         assert_eq!(control["Package"], "pideploy-test", "{comp}");
-        assert_eq!(control["Version"], control_via_dpkg(&deb, "Version"), "{comp}");
-        assert_eq!(control["Description"], control_via_dpkg(&deb, "Description"));
+        assert_eq!(
+            control["Version"],
+            control_via_dpkg(&deb, "Version"),
+            "{comp}"
+        );
+        assert_eq!(
+            control["Description"],
+            control_via_dpkg(&deb, "Description")
+        );
         assert_eq!(control.len(), 6, "{comp}: {control:?}");
         check_against_dpkg(&deb);
 
@@ -151,7 +190,13 @@ fn packages_built_by_dpkg_deb_with_each_compression() {
         let dest = tempfile::tempdir().unwrap();
         let s = deb::extract_data(File::open(&deb).unwrap(), dest.path()).unwrap();
         assert_eq!(s.skipped, ["var/fifo (Fifo)"]);
-        let mode = |p: &str| std::fs::metadata(dest.path().join(p)).unwrap().permissions().mode() & 0o7777;
+        let mode = |p: &str| {
+            std::fs::metadata(dest.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
         assert_eq!(mode("usr/sbin/setuid-tool"), 0o755);
         assert_eq!(mode("etc/secret"), 0o644);
     }
@@ -168,7 +213,13 @@ fn real_debian_arm64_packages() {
     };
     for deb in &debs {
         let control = deb::read_control(File::open(deb).unwrap()).unwrap();
-        for field in ["Package", "Version", "Architecture", "Depends", "Installed-Size"] {
+        for field in [
+            "Package",
+            "Version",
+            "Architecture",
+            "Depends",
+            "Installed-Size",
+        ] {
             assert_eq!(
                 control.get(field).cloned().unwrap_or_default(),
                 control_via_dpkg(deb, field),

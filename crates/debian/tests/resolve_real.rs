@@ -12,7 +12,8 @@ use pideploy_debian::packages::{self, Package};
 use pideploy_debian::relation;
 use pideploy_debian::resolve::{resolve, ResolveOptions};
 
-const HINT: &str = "these tests need the arm64 lists: `dpkg --add-architecture arm64 && apt-get update`";
+const HINT: &str =
+    "these tests need the arm64 lists: `dpkg --add-architecture arm64 && apt-get update`";
 
 /// The arm64 Packages files apt knows, decompressed by apt-helper (apt stores them lz4-compressed).
 fn index_texts() -> Option<&'static Vec<(String, Vec<u8>)>> {
@@ -39,7 +40,10 @@ fn index_texts() -> Option<&'static Vec<(String, Vec<u8>)>> {
                 .filter(|l| !l.is_empty())
                 .map(str::to_string)
                 .collect();
-            assert!(!files.is_empty(), "apt knows no arm64 Packages index; {HINT}");
+            assert!(
+                !files.is_empty(),
+                "apt knows no arm64 Packages index; {HINT}"
+            );
             Some(
                 files
                     .into_iter()
@@ -89,7 +93,11 @@ fn real_indexes_parse_completely() {
             p.provided().unwrap();
         }
     }
-    let main = parsed.iter().flatten().find(|p| p.name == "dropbear-bin").unwrap();
+    let main = parsed
+        .iter()
+        .flatten()
+        .find(|p| p.name == "dropbear-bin")
+        .unwrap();
     assert!(main.filename.starts_with("pool/main/d/dropbear/"));
     assert!(main.size > 0);
 }
@@ -103,12 +111,27 @@ fn dropbear_bin_closure() {
     let Some(idx) = indexes() else { return };
     let got = resolve(idx, &["dropbear-bin".into()], &ResolveOptions::new("arm64")).unwrap();
     let got_names = names(&got);
-    for want in ["dropbear-bin", "libc6", "libcrypt1", "libgmp10", "libtomcrypt1", "libtommath1", "zlib1g"] {
-        assert!(got_names.contains(want), "{want} missing from {got_names:?}");
+    for want in [
+        "dropbear-bin",
+        "libc6",
+        "libcrypt1",
+        "libgmp10",
+        "libtomcrypt1",
+        "libtommath1",
+        "zlib1g",
+    ] {
+        assert!(
+            got_names.contains(want),
+            "{want} missing from {got_names:?}"
+        );
     }
     // The set is closed: every dependency group of every member is met inside it.
     for p in &got {
-        assert!(p.architecture == "arm64" || p.architecture == "all", "{}", p.pin());
+        assert!(
+            p.architecture == "arm64" || p.architecture == "all",
+            "{}",
+            p.pin()
+        );
         for group in p.dependency_groups().unwrap() {
             let met = group.iter().any(|d| {
                 got.iter().any(|q| {
@@ -116,7 +139,12 @@ fn dropbear_bin_closure() {
                         || q.provided().unwrap().iter().any(|v| v.name == d.name)
                 })
             });
-            assert!(met, "{}: `{}` not met", p.pin(), relation::format_group(&group));
+            assert!(
+                met,
+                "{}: `{}` not met",
+                p.pin(),
+                relation::format_group(&group)
+            );
         }
     }
     // The highest libc6 across main and security is chosen.
@@ -127,19 +155,17 @@ fn dropbear_bin_closure() {
         .map(|p| p.version.as_str())
         .max_by(|a, b| pideploy_debian::version::compare(a, b))
         .unwrap();
-    assert_eq!(got.iter().find(|p| p.name == "libc6").unwrap().version, newest);
+    assert_eq!(
+        got.iter().find(|p| p.name == "libc6").unwrap().version,
+        newest
+    );
 }
 
 #[test]
 fn matches_apts_own_solution() {
     let Some(idx) = indexes() else { return };
     let roots = ["dropbear-bin", "busybox-static"];
-    let got = resolve(
-        idx,
-        &roots.map(String::from),
-        &ResolveOptions::new("arm64"),
-    )
-    .unwrap();
+    let got = resolve(idx, &roots.map(String::from), &ResolveOptions::new("arm64")).unwrap();
     assert!(names(&got).contains("busybox-static"));
 
     // apt leaves out what is already installed on this (amd64) host, so do the same before comparing.
@@ -176,5 +202,8 @@ fn matches_apts_own_solution() {
         })
         .collect();
     assert!(!apts.is_empty());
-    assert_eq!(ours, apts, "our resolution differs from `apt-get -s install`");
+    assert_eq!(
+        ours, apts,
+        "our resolution differs from `apt-get -s install`"
+    );
 }

@@ -86,7 +86,7 @@ done < "$data/users"
 while read -r src dest mode uid gid; do
     mkdir -p "$(dirname "$R$dest")"
     install_file "$data/files/$src" "$R$dest" "$mode" "$uid" "$gid"
-done < "$data/files"
+done < "$data/files.list"
 
 # setuid wrappers live outside the store (store files never carry setuid bits).
 if [ -s "$data/wrappers" ] && [ -z "$R" ]; then

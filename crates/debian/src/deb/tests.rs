@@ -130,7 +130,12 @@ fn control_is_read_from_the_control_member() {
 
 #[test]
 fn extracts_every_kind_for_every_compression() {
-    for comp in [Compression::None, Compression::Gzip, Compression::Xz, Compression::Zstd] {
+    for comp in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Xz,
+        Compression::Zstd,
+    ] {
         let deb = deb_of(&tar_of(&sample_items()), comp);
         let dir = tempfile::tempdir().unwrap();
         let s = extract_data(&deb[..], dir.path()).unwrap();
@@ -169,10 +174,15 @@ fn list_matches_the_archive() {
     let list = list_data(&deb[..]).unwrap();
     assert_eq!(list.len(), sample_items().len() - 1, "root entry left out");
     let hello = list.iter().find(|e| e.path == "usr/bin/hello").unwrap();
-    assert_eq!((hello.kind, hello.size, hello.mode), (EntryKind::File, 18, 0o4755));
+    assert_eq!(
+        (hello.kind, hello.size, hello.mode),
+        (EntryKind::File, 18, 0o4755)
+    );
     let hl = list.iter().find(|e| e.path == "usr/bin/hello2").unwrap();
     assert_eq!(hl.link_target.as_deref(), Some("usr/bin/hello"));
-    assert!(list.iter().any(|e| e.path.ends_with("one-hundred-bytes.txt") && e.size == 4));
+    assert!(list
+        .iter()
+        .any(|e| e.path.ends_with("one-hundred-bytes.txt") && e.size == 4));
 }
 
 #[test]
@@ -241,8 +251,13 @@ fn merged_usr_symlink_is_followed_and_replaced_files_do_not_write_through_links(
     ];
     let deb = deb_of(&tar_of(&items), Compression::Zstd);
     extract_data(&deb[..], dir.path()).unwrap();
-    assert!(std::fs::symlink_metadata(dir.path().join("lib")).unwrap().is_symlink());
-    assert_eq!(std::fs::read(dir.path().join("usr/lib/libx.so")).unwrap(), b"elf");
+    assert!(std::fs::symlink_metadata(dir.path().join("lib"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read(dir.path().join("usr/lib/libx.so")).unwrap(),
+        b"elf"
+    );
     assert_eq!(std::fs::read(dir.path().join("victim")).unwrap(), b"keep");
 }
 
@@ -253,11 +268,17 @@ fn broken_archives_are_reported() {
     let e = extract_data(&no_data[..], Path::new("/tmp")).unwrap_err();
     assert!(e.to_string().contains("no `data.tar*` member"), "{e}");
     let v3 = ar::build(&[("debian-binary", b"3.0\n")]);
-    assert!(read_control(&v3[..]).unwrap_err().to_string().contains("3.0"));
+    assert!(read_control(&v3[..])
+        .unwrap_err()
+        .to_string()
+        .contains("3.0"));
     let wrong_first = ar::build(&[("control.tar", b"")]);
     assert!(read_control(&wrong_first[..]).is_err());
     let bz = ar::build(&[("debian-binary", b"2.0\n"), ("data.tar.bz2", b"BZh")]);
-    assert!(list_data(&bz[..]).unwrap_err().to_string().contains("unsupported"));
+    assert!(list_data(&bz[..])
+        .unwrap_err()
+        .to_string()
+        .contains("unsupported"));
     let truncated = &good[..good.len() - 40];
     let dir = tempfile::tempdir().unwrap();
     assert!(extract_data(truncated, dir.path()).is_err());

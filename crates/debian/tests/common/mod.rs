@@ -185,6 +185,10 @@ pub fn apt_download(packages: &[&str], dir: &Path) -> Option<Vec<PathBuf>> {
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
         .collect();
     debs.sort();
-    assert_eq!(debs.len(), packages.len(), "apt-get download produced {debs:?}");
+    assert_eq!(
+        debs.len(),
+        packages.len(),
+        "apt-get download produced {debs:?}"
+    );
     Some(debs)
 }

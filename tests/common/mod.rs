@@ -1,0 +1,149 @@
+//! Shared helpers of the integration tests: the pideploy binary, Debian arm64 inputs (through apt
+//! only, cached under target/debian-arm64), and small process utilities.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// Serialises the preparation of Debian inputs across the tests of one binary.
+static PREP: Mutex<()> = Mutex::new(());
+
+/// The binary under test.
+pub fn pideploy() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pideploy"))
+}
+
+/// Repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Directory with Debian's arm64 Packages indexes and downloaded .debs (kept between runs).
+pub fn debian_dir() -> PathBuf {
+    std::env::var_os("PIDEPLOY_TEST_DEBIAN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/debian-arm64"))
+}
+
+/// Exports apt's arm64 indexes (once per run).
+pub fn debian_indexes() -> PathBuf {
+    let _g = PREP.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = debian_dir().join("index");
+    if !dir.join("debian.Packages").exists() {
+        run(Command::new("sh")
+            .arg(repo().join("qemu/debian-arm64.sh"))
+            .arg("indexes")
+            .arg(&dir));
+    }
+    dir
+}
+
+/// Environment for a pideploy run with its own cache and store.
+pub fn env_for<'a>(cmd: &'a mut Command, cache: &Path, store: &Path) -> &'a mut Command {
+    cmd.env("PIDEPLOY_CACHE_DIR", cache)
+        .env("PIDEPLOY_STORE_DIR", store)
+        .env_remove("SOURCE_DATE_EPOCH")
+}
+
+/// Locks `config` against the Debian indexes, gets the pinned .debs through apt (cached) and
+/// imports them into `cache`.
+pub fn lock_and_import(config: &Path, lock: &Path, cache: &Path, store: &Path) {
+    let idx = debian_indexes();
+    run(env_for(&mut pideploy(), cache, store)
+        .arg("lock")
+        .arg("--config")
+        .arg(config)
+        .arg("--lock")
+        .arg(lock)
+        .arg(format!(
+            "--index=debian={}",
+            idx.join("debian.Packages").display()
+        ))
+        .arg(format!(
+            "--index=debian-security={}",
+            idx.join("debian-security.Packages").display()
+        )));
+    let debs = debian_dir().join("debs");
+    {
+        let _g = PREP.lock().unwrap_or_else(|p| p.into_inner());
+        run(env_for(&mut Command::new("sh"), cache, store)
+            .env("PIDEPLOY", env!("CARGO_BIN_EXE_pideploy"))
+            .arg(repo().join("qemu/debian-arm64.sh"))
+            .arg("debs")
+            .arg(lock)
+            .arg(&debs));
+    }
+    let mut import = pideploy();
+    env_for(&mut import, cache, store).args(["cache", "import"]);
+    for e in std::fs::read_dir(&debs).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "deb") {
+            import.arg(p);
+        }
+    }
+    run(&mut import);
+}
+
+/// A fresh ed25519 key pair (OpenSSH's ssh-keygen); returns (private key path, public key text).
+pub fn keypair(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("id_ed25519");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@pideploy", "-f"])
+        .arg(&key));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+/// sha256 of a file, by the system's sha256sum (independent of pideploy's own hashing).
+pub fn sha256sum(p: &Path) -> String {
+    let out = run(Command::new("sha256sum").arg(p));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Copies `len` bytes at `offset` of `image` into `dest` (dd, an independent reader).
+pub fn extract(image: &Path, offset_sectors: u64, len_sectors: u64, dest: &Path) {
+    run(Command::new("dd")
+        .arg(format!("if={}", image.display()))
+        .arg(format!("of={}", dest.display()))
+        .args(["bs=512", "status=none", "conv=sparse"])
+        .arg(format!("skip={offset_sectors}"))
+        .arg(format!("count={len_sectors}")));
+}
+
+/// Partition (start, size) in sectors from `sfdisk --json`.
+pub fn partitions(image: &Path) -> Vec<(u64, u64, String)> {
+    let out = run(Command::new("sfdisk").arg("--json").arg(image));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

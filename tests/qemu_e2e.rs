@@ -1,0 +1,336 @@
+//! End to end on QEMU: a qemu-aarch64 image built from real Debian arm64 packages and a host config
+//! boots (boot entry chosen like the Pi firmware), serves SSH with the configured key and the host
+//! key it printed, carries the config's users, files and services, powers off with a clean journal,
+//! and is bit-identical when built again elsewhere. A broken root fails fast with its marker.
+//!
+//! One boot for the happy path keeps this within a couple of minutes under TCG.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Vm {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Vm {
+    fn wait_for(&mut self, marker: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let text = fs::read_to_string(&self.log).unwrap_or_default();
+            if text.contains(marker) {
+                return text;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("pideploy qemu ended ({st}) before {marker:?}:\n{text}");
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no {marker:?} after {limit:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn config_text(public_key: &str) -> String {
+    format!(
+        r#"board = "qemu-aarch64"
+hostname = "testpi"
+
+[[users]]
+name = "alice"
+uid = 1001
+sudo = true
+ssh_authorized_keys = ["{public_key}"]
+
+[[files]]
+path = "/etc/motd"
+content = "hello from pideploy\n"
+
+[[files]]
+path = "/home/alice/notes.txt"
+content = "private\n"
+mode = "0600"
+owner = "alice"
+group = "alice"
+
+[[services]]
+name = "stamp"
+command = ["/bin/sh", "-c", "echo started > /run/stamp; exec sleep 100000"]
+restart = "always"
+"#
+    )
+}
+
+fn build_image(
+    config: &Path,
+    lock: &Path,
+    cache: &Path,
+    store: &Path,
+    out: &Path,
+    umask: &str,
+    tz: &str,
+) -> String {
+    let script = format!("umask {umask}; exec \"$0\" \"$@\"");
+    let mut cmd = Command::new("sh");
+    env_for(&mut cmd, cache, store)
+        .env("TZ", tz)
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_pideploy"))
+        .arg("image")
+        .arg("--config")
+        .arg(config)
+        .arg("--lock")
+        .arg(lock)
+        .arg("-o")
+        .arg(out);
+    run(&mut cmd);
+    sha256sum(out)
+}
+
+#[test]
+fn qemu_image_boots_serves_ssh_and_is_reproducible() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (key, public) = keypair(w);
+    let config = w.join("pi.toml");
+    fs::write(&config, config_text(&public)).unwrap();
+    let lock = w.join("pideploy.lock");
+    let cache = w.join("cache");
+    lock_and_import(&config, &lock, &cache, &w.join("store-a"));
+
+    // Reproducible: two stores, two output directories, different umask and TZ.
+    let img = w.join("a/pi.img");
+    fs::create_dir_all(img.parent().unwrap()).unwrap();
+    let sha_a = build_image(
+        &config,
+        &lock,
+        &cache,
+        &w.join("store-a"),
+        &img,
+        "022",
+        "UTC",
+    );
+    let other = w.join("b/elsewhere/pi.img");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    let sha_b = build_image(
+        &config,
+        &lock,
+        &cache,
+        &w.join("store-b"),
+        &other,
+        "077",
+        "Asia/Tokyo",
+    );
+    assert_eq!(
+        sha_a, sha_b,
+        "same config + lock + board must give the same image"
+    );
+    fs::remove_file(&other).unwrap();
+
+    // Independent checks of the partitions.
+    let parts = partitions(&img);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].2, "c", "boot partition is FAT32 LBA");
+    assert_eq!(parts[1].2, "83");
+    let boot = w.join("boot.part");
+    extract(&img, parts[0].0, parts[0].1, &boot);
+    run(Command::new("fsck.fat").arg("-n").arg(&boot));
+
+    // Boot it.
+    let port = pideploy_qemu::free_port().unwrap();
+    let log = w.join("console.log");
+    let child = pideploy()
+        .arg("qemu")
+        .arg(&img)
+        .arg("--ssh-port")
+        .arg(port.to_string())
+        .arg("--timeout")
+        .arg("240")
+        .stdout(fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut vm = Vm { child, log };
+    let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(180));
+    assert!(console.contains("pideploy: root is /dev/vda2"), "{console}");
+    let host_key = console
+        .lines()
+        .find_map(|l| l.split("ssh host key: ").nth(1))
+        .expect("the guest prints its ssh host key")
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let known = w.join("known_hosts");
+    fs::write(&known, format!("[127.0.0.1]:{port} {host_key}\n")).unwrap();
+    let ssh = |cmd: &str| -> String {
+        let out = run(Command::new("ssh")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=30",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .arg("-i")
+            .arg(&key)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("alice@127.0.0.1")
+            .arg(cmd));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ssh("uname -m"), "aarch64");
+    assert_eq!(ssh("hostname"), "testpi");
+    assert_eq!(ssh("id -u; id -Gn"), "1001\nalice sudo");
+    assert_eq!(ssh("cat /etc/motd"), "hello from pideploy");
+    assert_eq!(ssh("stat -c '%U %a' /home/alice/notes.txt"), "alice 600");
+    assert_eq!(ssh("cat /run/stamp"), "started");
+    assert_eq!(
+        ssh("readlink /pideploy/var/profiles/system"),
+        "system-1-link"
+    );
+    assert_eq!(ssh("sudo -n id -u"), "0");
+    assert!(ssh("cat /pideploy/var/generations/1.json").contains("\"generation\": 1"));
+
+    // A wrong host key is refused by the client: strict checking is real.
+    let bad_known = w.join("bad_known_hosts");
+    let (_, other_pub) = keypair(&w.join("k2").tap_mkdir());
+    let other_key = other_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    fs::write(&bad_known, format!("[127.0.0.1]:{port} {other_key}\n")).unwrap();
+    let refused = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", bad_known.display()))
+        .arg("-i")
+        .arg(&key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("alice@127.0.0.1")
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a changed host key must be refused"
+    );
+
+    // Clean poweroff leaves a clean journal.
+    let _ = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .arg("-i")
+        .arg(&key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("alice@127.0.0.1")
+        .arg("sudo -n poweroff")
+        .status();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = vm.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no power-off");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.success(),
+        "pideploy qemu exits 0 on a clean power-off: {status}"
+    );
+    let root = w.join("root.part");
+    extract(&img, parts[1].0, parts[1].1, &root);
+    run(Command::new("e2fsck").arg("-fn").arg(&root));
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+#[test]
+fn broken_root_fails_fast_with_its_marker() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let lock = w.join("pideploy.lock");
+    let cache = w.join("cache");
+    let store = w.join("store");
+    let (_, public) = keypair(w);
+    let config = w.join("pi.toml");
+    fs::write(&config, format!("board = \"qemu-aarch64\"\nhostname = \"broken\"\n[[users]]\nname = \"pi\"\nuid = 1000\nssh_authorized_keys = [\"{public}\"]\n")).unwrap();
+    lock_and_import(&config, &lock, &cache, &store);
+    let img = w.join("pi.img");
+    build_image(&config, &lock, &cache, &store, &img, "022", "UTC");
+
+    // The kernel command line names a partition that does not exist (appended after cmdline.txt's).
+    let opts = pideploy_qemu::HarnessOptions {
+        timeout: Duration::from_secs(90),
+        extra_append: Some("root=PARTUUID=deadbeef-02 pideploy.rootwait=2".into()),
+        max_boots: 1,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut h = pideploy_qemu::Harness::new(&img, w.join("scratch"), opts);
+    let outcome = h.run_to_end().unwrap();
+    let rec = &outcome.boots[0];
+    let log = fs::read_to_string(&rec.serial_log).unwrap();
+    assert!(
+        log.contains("PIDEPLOY-FAIL stage1: root device PARTUUID=deadbeef-02 not found"),
+        "{log}"
+    );
+    assert!(
+        matches!(rec.exit, pideploy_qemu::GuestEnd::PowerDown),
+        "{:?}",
+        rec.exit
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed slowly: {:?}",
+        started.elapsed()
+    );
+}
