@@ -51,6 +51,12 @@ fn config_text(public_key: &str) -> String {
         r#"board = "qemu-aarch64"
 hostname = "testpi"
 
+[network.ethernet]
+dhcp = false
+address = "10.0.2.15/24"
+gateway = "10.0.2.2"
+dns = ["10.0.2.3"]
+
 [[users]]
 name = "alice"
 uid = 1001
@@ -201,7 +207,9 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
             .arg(cmd));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    assert!(console.contains("pideploy: eth0 has 10.0.2.15/24"), "static address from the config");
     assert_eq!(ssh("uname -m"), "aarch64");
+    assert_eq!(ssh("cat /etc/resolv.conf"), "nameserver 10.0.2.3");
     assert_eq!(ssh("hostname"), "testpi");
     assert_eq!(ssh("id -u; id -Gn"), "1001\nalice sudo");
     assert_eq!(ssh("cat /etc/motd"), "hello from pideploy");
@@ -333,4 +341,17 @@ fn broken_root_fails_fast_with_its_marker() {
         "failed slowly: {:?}",
         started.elapsed()
     );
+
+    // The same image with its own command line boots, and this config's network is DHCP.
+    let opts = pideploy_qemu::HarnessOptions {
+        timeout: Duration::from_secs(120),
+        max_boots: 1,
+        ..Default::default()
+    };
+    let mut h = pideploy_qemu::Harness::new(&img, w.join("scratch2"), opts);
+    let mut vm = h.boot_once().unwrap();
+    vm.wait_for("PIDEPLOY-READY", Duration::from_secs(100)).unwrap();
+    vm.wait_for("pideploy: eth0 has 10.0.2.15 (dhcp)", Duration::from_secs(30))
+        .unwrap();
+    vm.kill();
 }

@@ -66,10 +66,7 @@ pub fn build_for(
     let loaded = load(t)?;
     let (lock, lock_text) = read_lock(&loaded.lock_path)?;
     let ctx = Context::open(g)?;
-    ui.info(format!(
-        "building system {} for board {}",
-        loaded.config.hostname, loaded.board.name
-    ));
+    let started = std::time::Instant::now();
     let built = build_system(&SystemInputs {
         config: &loaded.config,
         board: &loaded.board,
@@ -77,6 +74,13 @@ pub fn build_for(
         cache: &ctx.cache,
         store: &ctx.store,
     })?;
+    // Said after the fact: a progress line before a failure would make the error two lines.
+    ui.info(format!(
+        "built system {} for board {} in {:.1}s",
+        loaded.config.hostname,
+        loaded.board.name,
+        started.elapsed().as_secs_f64()
+    ));
     Ok((loaded, built, lock_text, ctx))
 }
 

@@ -96,6 +96,9 @@ fn resolve_id(kind: &str, name: &str, ids: &BTreeMap<String, u32>) -> Result<u32
 
 /// Builds the etc plan. Errors are single sentences naming the config field to fix.
 pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
+    if cfg.network.wifi.is_some() {
+        return Err("network.wifi: Wi-Fi is not supported by this version yet; use ethernet (remove [network.wifi])".into());
+    }
     let mut p = EtcPlan::default();
     let bb = ctx.busybox;
 

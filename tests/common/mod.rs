@@ -65,20 +65,45 @@ pub fn env_for<'a>(cmd: &'a mut Command, cache: &Path, store: &Path) -> &'a mut 
 /// imports them into `cache`.
 pub fn lock_and_import(config: &Path, lock: &Path, cache: &Path, store: &Path) {
     let idx = debian_indexes();
-    run(env_for(&mut pideploy(), cache, store)
+    lock_and_import_with(
+        config,
+        lock,
+        cache,
+        store,
+        &[
+            ("debian", idx.join("debian.Packages")),
+            ("debian-security", idx.join("debian-security.Packages")),
+        ],
+        &[],
+    );
+}
+
+/// Like [`lock_and_import`] with explicit `--index SOURCE=FILE` pairs, and `local_debs` (packages
+/// apt cannot supply, e.g. test fixtures) imported first so that only the rest goes to apt.
+pub fn lock_and_import_with(
+    config: &Path,
+    lock: &Path,
+    cache: &Path,
+    store: &Path,
+    indexes: &[(&str, PathBuf)],
+    local_debs: &[PathBuf],
+) {
+    let mut cmd = pideploy();
+    env_for(&mut cmd, cache, store)
         .arg("lock")
         .arg("--config")
         .arg(config)
         .arg("--lock")
-        .arg(lock)
-        .arg(format!(
-            "--index=debian={}",
-            idx.join("debian.Packages").display()
-        ))
-        .arg(format!(
-            "--index=debian-security={}",
-            idx.join("debian-security.Packages").display()
-        )));
+        .arg(lock);
+    for (source, file) in indexes {
+        cmd.arg(format!("--index={source}={}", file.display()));
+    }
+    run(&mut cmd);
+    if !local_debs.is_empty() {
+        run(env_for(&mut pideploy(), cache, store)
+            .args(["cache", "import"])
+            .args(local_debs));
+    }
     let debs = debian_dir().join("debs");
     {
         let _g = PREP.lock().unwrap_or_else(|p| p.into_inner());
