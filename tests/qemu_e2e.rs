@@ -207,7 +207,10 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
             .arg(cmd));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert!(console.contains("pideploy: eth0 has 10.0.2.15/24"), "static address from the config");
+    assert!(
+        console.contains("pideploy: eth0 has 10.0.2.15/24"),
+        "static address from the config"
+    );
     assert_eq!(ssh("uname -m"), "aarch64");
     assert_eq!(ssh("cat /etc/resolv.conf"), "nameserver 10.0.2.3");
     assert_eq!(ssh("hostname"), "testpi");
@@ -350,8 +353,12 @@ fn broken_root_fails_fast_with_its_marker() {
     };
     let mut h = pideploy_qemu::Harness::new(&img, w.join("scratch2"), opts);
     let mut vm = h.boot_once().unwrap();
-    vm.wait_for("PIDEPLOY-READY", Duration::from_secs(100)).unwrap();
-    vm.wait_for("pideploy: eth0 has 10.0.2.15 (dhcp)", Duration::from_secs(30))
+    vm.wait_for("PIDEPLOY-READY", Duration::from_secs(100))
         .unwrap();
+    vm.wait_for(
+        "pideploy: eth0 has 10.0.2.15 (dhcp)",
+        Duration::from_secs(30),
+    )
+    .unwrap();
     vm.kill();
 }

@@ -15,9 +15,12 @@ use pideploy_debian::resolve::{resolve, ResolveOptions};
 const HINT: &str =
     "these tests need the arm64 lists: `dpkg --add-architecture arm64 && apt-get update`";
 
+/// (index file name, decompressed text) for every arm64 Packages index.
+type IndexTexts = Vec<(String, Vec<u8>)>;
+
 /// The arm64 Packages files apt knows, decompressed by apt-helper (apt stores them lz4-compressed).
 fn index_texts() -> Option<&'static Vec<(String, Vec<u8>)>> {
-    static TEXTS: OnceLock<Option<Vec<(String, Vec<u8>)>>> = OnceLock::new();
+    static TEXTS: OnceLock<Option<IndexTexts>> = OnceLock::new();
     TEXTS
         .get_or_init(|| {
             if !have("apt-get") {

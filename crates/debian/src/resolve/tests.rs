@@ -127,7 +127,12 @@ fn virtual_packages_prefer_real_then_smallest_provider_name() {
         stanza("mawk", "1", "arm64", "Provides: awk\n"),
         stanza("awk", "9", "all", ""),
     ]);
-    let got = run(&[idx.clone()], &["needs-mta", "needs-awk"], &arm64()).unwrap();
+    let got = run(
+        std::slice::from_ref(&idx),
+        &["needs-mta", "needs-awk"],
+        &arm64(),
+    )
+    .unwrap();
     assert_eq!(
         got,
         [
@@ -168,7 +173,7 @@ fn architecture_filtering_and_any_qualifier() {
         stanza("python3", "3.11", "arm64", ""),
         stanza("amd64-only", "1", "amd64", ""),
     ]);
-    let e = run(&[idx.clone()], &["py-user"], &arm64())
+    let e = run(std::slice::from_ref(&idx), &["py-user"], &arm64())
         .unwrap_err()
         .to_string();
     assert!(
@@ -202,7 +207,7 @@ fn excluded_names_satisfy_their_group_and_are_never_selected() {
         ..arm64()
     };
     assert_eq!(
-        run(&[idx.clone()], &["pkg"], &opts).unwrap(),
+        run(std::slice::from_ref(&idx), &["pkg"], &opts).unwrap(),
         ["pkg=1", "tool=1"]
     );
     assert_eq!(
@@ -232,7 +237,7 @@ fn follow_filter_limits_which_dependencies_are_followed() {
         follow: Some(kernel_only),
         ..arm64()
     };
-    let got = run(&[idx.clone()], &["linux-image-arm64"], &opts).unwrap();
+    let got = run(std::slice::from_ref(&idx), &["linux-image-arm64"], &opts).unwrap();
     assert_eq!(
         got,
         [
@@ -259,7 +264,7 @@ fn unsatisfiable_names_the_chain_constraint_and_what_exists() {
         stanza("top", "1", "arm64", "Depends: middle\n"),
         stanza("middle", "1", "arm64", "Depends: ghost (>= 5) | phantom\n"),
     ]);
-    let e = run(&[idx.clone()], &["dropbear-bin"], &arm64()).unwrap_err();
+    let e = run(std::slice::from_ref(&idx), &["dropbear-bin"], &arm64()).unwrap_err();
     let DebError::Unsatisfiable {
         missing,
         chain,
@@ -273,7 +278,7 @@ fn unsatisfiable_names_the_chain_constraint_and_what_exists() {
     assert!(reason.contains("2.31-13"), "{reason}");
     assert!(e.to_string().contains("dropbear-bin -> libc6 (>= 2.34)"));
 
-    let e = run(&[idx.clone()], &["top"], &arm64())
+    let e = run(std::slice::from_ref(&idx), &["top"], &arm64())
         .unwrap_err()
         .to_string();
     assert!(e.contains("top -> middle -> ghost (>= 5) | phantom"), "{e}");

@@ -130,8 +130,13 @@ fn mode_bits(p: &[u8]) -> u32 {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Node {
     Dir,
-    File { exec: bool, bytes: Vec<u8> },
+    File {
+        exec: bool,
+        bytes: Vec<u8>,
+    },
     Symlink(PathBuf),
+    /// A fifo or device node (never opened: reading a fifo would block).
+    Special,
 }
 
 /// Walks `root` without following symlinks.
@@ -149,11 +154,13 @@ pub fn walk(root: &Path) -> BTreeMap<String, Node> {
             } else if meta.is_dir() {
                 stack.push(child.clone());
                 Node::Dir
-            } else {
+            } else if meta.is_file() {
                 Node::File {
                     exec: meta.permissions().mode() & 0o111 != 0,
                     bytes: std::fs::read(entry.path()).unwrap(),
                 }
+            } else {
+                Node::Special
             };
             out.insert(child.to_string_lossy().into_owned(), node);
         }
