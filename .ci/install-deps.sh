@@ -7,7 +7,7 @@ need=
 for pair in qemu-system-aarch64:qemu-system-arm sshd:openssh-server ssh:openssh-client sudo:sudo \
     mkfs.vfat:dosfstools fsck.fat:dosfstools mcopy:mtools mke2fs:e2fsprogs debugfs:e2fsprogs \
     sfdisk:fdisk sgdisk:gdisk xz:xz-utils zstd:zstd cpio:cpio bmaptool:bmap-tools \
-    pkg-config:pkg-config rsync:rsync; do
+    pkg-config:pkg-config rsync:rsync ar:binutils dpkg-deb:dpkg; do
     cmd=${pair%%:*}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need ${pair#*:}"
 done

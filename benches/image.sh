@@ -90,6 +90,8 @@ dd if="$work/s.img" of=check.part bs=512 skip="$rstart" count="$rsize" status=no
 e2fsck -fn check.part > /dev/null
 rm -f check.part
 
+pideploy_build() { "$pideploy" -q build "$@" > /dev/null; }
+best_of pideploy_build "$@"; t_build=$BEST
 best_of pideploy_img "$@"; t_pideploy=$BEST
 best_of shell_pipeline; t_shell=$BEST
 best_of pideploy_xz "$@"; t_pxz=$BEST
@@ -101,8 +103,10 @@ content=$(du -sk --apparent-size root.tree | cut -f1)
 printf 'image: %s MiB (%s MiB root content), best of %s runs, %s cores\n' \
     $((total >> 20)) $((content >> 10)) "$runs" "$(nproc)"
 printf '  pideploy image -o .img             %6.2fs\n' "$t_pideploy"
+printf '    of which pideploy build (closure) %6.2fs\n' "$t_build"
 printf '  sfdisk + mkfs.vfat/mcopy + mke2fs -d %6.2fs\n' "$t_shell"
 printf '  ratio pideploy / shell             %6.2f\n' "$(echo "$t_pideploy $t_shell" | awk '{print $1 / $2}')"
+printf '  ratio (pideploy - build) / shell   %6.2f\n' "$(echo "$t_pideploy $t_build $t_shell" | awk '{print ($1 - $2) / $3}')"
 printf '  pideploy image -o .img.xz          %6.2fs  %s bytes\n' "$t_pxz" "$s_pxz"
 printf '  pideploy -o .img + xz -T0 -6       %6.2fs  %s bytes\n' "$t_xz" "$s_xz"
 printf '  ratio time (pideploy .xz / +xz)    %6.2f\n' "$(echo "$t_pxz $t_xz" | awk '{print $1 / $2}')"

@@ -95,10 +95,14 @@ fn check_against_dpkg(deb: &Path) {
     );
     let theirs = walk(reference.path());
     let mut bytes = 0;
-    for (path, node) in &tree {
+    for (path, node) in &theirs {
+        if *node == Node::Special {
+            assert!(!tree.contains_key(path), "{path} should have been skipped");
+            continue;
+        }
         assert_eq!(
             Some(node),
-            theirs.get(path),
+            tree.get(path),
             "{}: {path} differs from dpkg-deb -x",
             deb.display()
         );
@@ -106,6 +110,10 @@ fn check_against_dpkg(deb: &Path) {
             bytes += b.len() as u64;
         }
     }
+    assert_eq!(
+        tree.len(),
+        theirs.values().filter(|n| **n != Node::Special).count()
+    );
     assert_eq!(summary.bytes, bytes);
 }
 
