@@ -76,7 +76,7 @@ shell_pipeline() {
     rm -f "$work/s.img"
     truncate -s "$total" "$work/s.img"
     echo "$layout" | sfdisk -q "$work/s.img"
-    mkfs.vfat -F 32 -n BOOTFS --offset "$bstart" "$work/s.img" $((bsize / 2)) > /dev/null
+    mkfs.vfat -F 32 -n BOOTFS --offset "$bstart" "$work/s.img" $((bsize / 2)) > /dev/null 2>&1
     mcopy -s -p -i "$work/s.img@@$((bstart * 512))" boot.tree/* ::
     mke2fs -q -F -t ext4 -L rootfs -d root.tree -E "offset=$((rstart * 512))" "$work/s.img" $((rsize / 2))k
 }

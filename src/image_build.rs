@@ -100,7 +100,11 @@ pub fn stage_root(
             if !cur.exists() {
                 fs::create_dir(&cur).map_err(io_err("creating", &cur))?;
             }
-            let mode = if rel == "tmp" { 0o1777 } else { 0o755 };
+            let mode = match rel {
+                "tmp" => 0o1777,
+                "root" => 0o700,
+                _ => 0o755,
+            };
             fs::set_permissions(&cur, fs::Permissions::from_mode(mode))
                 .map_err(io_err("chmod", &cur))?;
         }

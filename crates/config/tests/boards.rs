@@ -67,6 +67,11 @@ fn rpi5_loads() {
         [
             ("http://archive.raspberrypi.com/debian", "bookworm", "main"),
             ("http://deb.debian.org/debian", "bookworm", "main"),
+            (
+                "http://deb.debian.org/debian-security",
+                "bookworm-security",
+                "main"
+            ),
         ]
     );
 }

@@ -113,6 +113,12 @@ pub(crate) fn write_output_with(
     let bytes_in = reader.total();
     file.sync_all()
         .map_err(|e| names.error(PumpError::Write(e)))?;
+    // Temp files are created 0600; an image is an ordinary readable file like `.img` outputs.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| names.error(PumpError::Write(e)))?;
+    }
     tmp.persist(out).map_err(|e| {
         IoError::io(format!("moving the finished output into place as {out:?}"))(e.error)
     })?;
