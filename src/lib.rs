@@ -6,5 +6,6 @@ pub mod apt_index;
 pub mod boot_entry;
 pub mod cli;
 pub mod closure;
+pub mod deploy;
 pub mod image_build;
 pub mod shell;

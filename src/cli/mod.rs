@@ -1,6 +1,7 @@
 //! The command-line face: argument parsing, messages, progress and exit codes. Only this module prints.
 
 mod cmd_build;
+mod cmd_deploy;
 mod cmd_image;
 mod cmd_lock;
 mod cmd_qemu;
@@ -93,19 +94,19 @@ enum Command {
     /// Boot an image under QEMU the way the Pi firmware would select its boot entry.
     Qemu(cmd_qemu::QemuArgs),
     /// Build, copy and activate a new generation on a target over SSH.
-    Switch(NotYet),
+    Switch(cmd_deploy::DeployArgs),
     /// Like switch, but only make it the default for the next boot.
-    Boot(NotYet),
+    Boot(cmd_deploy::DeployArgs),
     /// Activate without making it the default (a reboot returns to the default).
-    Test(NotYet),
+    Test(cmd_deploy::DeployArgs),
     /// Print what a switch would change.
     DryActivate(NotYet),
     /// List a target's generations.
-    Generations(NotYet),
+    Generations(cmd_deploy::GenerationsArgs),
     /// Compare generations.
     Diff(NotYet),
     /// Return a target to the previous generation (or --to N).
-    Rollback(NotYet),
+    Rollback(cmd_deploy::RollbackArgs),
     /// Remove old generations and unreferenced store paths.
     Gc(NotYet),
 }
@@ -133,13 +134,13 @@ pub fn run() -> i32 {
         Command::Inspect(a) => cmd_image::inspect(&ui, a),
         Command::Flash(a) => cmd_image::flash(&ui, a),
         Command::Qemu(a) => cmd_qemu::qemu(&ui, a),
-        Command::Switch(_) => not_yet("switch"),
-        Command::Boot(_) => not_yet("boot"),
-        Command::Test(_) => not_yet("test"),
+        Command::Switch(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Switch),
+        Command::Boot(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Boot),
+        Command::Test(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Test),
         Command::DryActivate(_) => not_yet("dry-activate"),
-        Command::Generations(_) => not_yet("generations"),
+        Command::Generations(a) => cmd_deploy::generations(&ui, a),
         Command::Diff(_) => not_yet("diff"),
-        Command::Rollback(_) => not_yet("rollback"),
+        Command::Rollback(a) => cmd_deploy::rollback(&ui, a),
         Command::Gc(_) => not_yet("gc"),
     };
     match result {

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use pideploy_cache::{Cache, LockFile, LockedPackage, Role};
 use pideploy_config::{Board, HostConfig};
 use pideploy_store::{LocalStore, StorePath, STORE_DIR};
+use sha2::Digest;
 
 use super::cpio::{write_newc, CpioEntry};
 use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
-use super::{glob, modules, template::render};
+use super::{glob, memo, modules, template::render};
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {
@@ -126,39 +127,82 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         })?;
     let busybox = format!("{}/bin/busybox", busybox_pkg.absolute());
 
-    // 2. Kernel (+ initrd): unpack the kernel packages once into scratch space.
-    let scratch = tempfile::Builder::new()
-        .prefix(".kernel-")
-        .tempdir_in(inp.store.root())
-        .map_err(io("creating scratch dir in", inp.store.root()))?;
+    // 2. Kernel (+ initrd): unpack the kernel packages once into scratch space, unless both
+    // results are remembered from an earlier build with the same inputs.
+    let kernel_debs: Vec<&LockedPackage> = inp
+        .lock
+        .packages
+        .iter()
+        .filter(|p| p.role == Role::Kernel)
+        .collect();
     let mut kernel_version = String::new();
-    for lp in inp.lock.packages.iter().filter(|p| p.role == Role::Kernel) {
-        let deb = inp.cache.require(&lp.name, &lp.sha256)?;
-        let f = fs::File::open(&deb).map_err(io("opening", &deb))?;
-        pideploy_debian::deb::extract_data(f, scratch.path()).map_err(|source| {
-            BuildError::Unpack {
-                package: lp.name.clone(),
-                source,
-            }
-        })?;
+    for lp in &kernel_debs {
         if kernel_version.is_empty() || lp.name != board.kernel.package {
             kernel_version = lp.version.clone();
         }
     }
-    let tree = walk(scratch.path())?;
-    let kernel = add_kernel(inp, scratch.path(), &tree, &kernel_version)?;
-    let initrd = match &board.initrd {
-        Some(spec) => Some(add_initrd(
-            inp,
-            scratch.path(),
-            &tree,
-            &spec.modules,
-            &busybox_pkg,
-            &kernel_version,
-        )?),
-        None => None,
+    let inputs = format!(
+        "{:?} {:?} {:?} {:?} {} {}",
+        board.kernel,
+        board.boot,
+        board.initrd,
+        kernel_debs.iter().map(|p| &p.sha256).collect::<Vec<_>>(),
+        busybox_pkg.base_name(),
+        hex::encode(sha2::Sha256::digest(include_bytes!(
+            "scripts/stage1-init.sh"
+        )))
+    );
+    let (kkey, ikey) = (
+        memo::key(&["kernel", &inputs]),
+        memo::key(&["initrd", &inputs]),
+    );
+    let remembered = match (
+        memo::get(inp.store, &kkey),
+        memo::get(inp.store, &ikey),
+        &board.initrd,
+    ) {
+        (Some(k), _, None) => Some((k, None)),
+        (Some(k), Some(i), Some(_)) => Some((k, Some(i))),
+        _ => None,
     };
-    drop(scratch);
+    let (kernel, initrd) = match remembered {
+        Some(r) => r,
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix(".kernel-")
+                .tempdir_in(inp.store.root())
+                .map_err(io("creating scratch dir in", inp.store.root()))?;
+            for lp in &kernel_debs {
+                let deb = inp.cache.require(&lp.name, &lp.sha256)?;
+                let f = fs::File::open(&deb).map_err(io("opening", &deb))?;
+                pideploy_debian::deb::extract_data(f, scratch.path()).map_err(|source| {
+                    BuildError::Unpack {
+                        package: lp.name.clone(),
+                        source,
+                    }
+                })?;
+            }
+            let tree = walk(scratch.path())?;
+            let kernel = add_kernel(inp, scratch.path(), &tree, &kernel_version)?;
+            memo::put(inp.store, &kkey, &kernel);
+            let initrd = match &board.initrd {
+                Some(spec) => {
+                    let i = add_initrd(
+                        inp,
+                        scratch.path(),
+                        &tree,
+                        &spec.modules,
+                        &busybox_pkg,
+                        &kernel_version,
+                    )?;
+                    memo::put(inp.store, &ikey, &i);
+                    Some(i)
+                }
+                None => None,
+            };
+            (kernel, initrd)
+        }
+    };
 
     // 3. The package set as an FHS tree, and /etc.
     let sw = add_sw(inp.store, &packages)?;
@@ -214,16 +258,22 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
 }
 
 fn add_package(inp: &SystemInputs, lp: &LockedPackage) -> Result<StorePath, BuildError> {
-    let deb = inp.cache.require(&lp.name, &lp.sha256)?;
     let name = path_name(&lp.name, &lp.version);
+    let key = memo::key(&["package", &lp.sha256, &name]);
+    if let Some(p) = memo::get(inp.store, &key) {
+        return Ok(p);
+    }
+    let deb = inp.cache.require(&lp.name, &lp.sha256)?;
     let pkg = lp.name.clone();
-    Ok(inp.store.add(&name, &BTreeSet::new(), |tmp| {
+    let p = inp.store.add(&name, &BTreeSet::new(), |tmp| {
         let out = tmp.join("out");
         fs::create_dir(&out)?;
         let f = fs::File::open(&deb)?;
         pideploy_debian::deb::extract_data(f, &out).map_err(|e| other(format!("{pkg}: {e}")))?;
         Ok::<(), io::Error>(())
-    })?)
+    })?;
+    memo::put(inp.store, &key, &p);
+    Ok(p)
 }
 
 /// Relative paths of every file and link under `root` (directories excluded), sorted.
@@ -586,6 +636,7 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("ready", include_str!("scripts/ready.sh")),
         ("shutdown-tasks", include_str!("scripts/shutdown-tasks.sh")),
         ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
+        ("grow-root", include_str!("scripts/grow-root.sh")),
     ] {
         let text = render(tpl, &vars).map_err(BuildError::Internal)?;
         files.insert(

@@ -10,6 +10,7 @@ pub mod cpio;
 mod error;
 pub mod etc;
 mod glob;
+mod memo;
 pub mod modules;
 mod template;
 

@@ -1,9 +1,11 @@
 #!@BUSYBOX@ sh
-# Boot tasks of a pideploy system, run once by busybox init (sysinit): hostname, loopback, network,
-# the boot partition at /boot/firmware, and the ssh host key (printed to the console so the first
-# connection can be checked against it).
+# Boot tasks of a pideploy system, run once by busybox init (sysinit): the first-boot root grow,
+# hostname, loopback, network, the boot partition at /boot/firmware, and the ssh host key (printed to
+# the console so the first connection can be checked against it).
 set -u
 . /etc/pideploy/system.env
+# First: it may reboot once (first boot on a bigger card), which is clean only before anything runs.
+/run/current-system/grow-root || echo "pideploy: warning: grow-root failed unexpectedly; the root keeps its size"
 hostname -F /etc/hostname
 ip link set lo up
 

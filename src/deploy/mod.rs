@@ -1,0 +1,334 @@
+//! The deployer: ask the target what it has, send what it lacks in one stream, activate, record the
+//! generation, write its boot entry. Steps are argv lists for the target agent (`scripts/target.sh`,
+//! sent inline every time), run over a [`Transport`].
+
+pub mod state;
+pub mod stream;
+
+use std::io::{self, Read, Seek};
+
+use pideploy_store::{LocalStore, StorePath};
+use pideploy_transport::Transport;
+
+pub use state::TargetState;
+
+/// The agent script run on the target.
+pub const AGENT: &str = include_str!("scripts/target.sh");
+
+/// Why a deploy step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The connection or command failed.
+    #[error(transparent)]
+    Transport(Box<pideploy_transport::TransportError>),
+    /// sudo wants a password.
+    #[error("sudo on {0} needs a password: allow the deploy user passwordless sudo (NOPASSWD), or deploy as root")]
+    SudoPassword(String),
+    /// Another deploy holds the lock.
+    #[error("{target} is being deployed by {holder}; wait for it to finish (the lock is /pideploy/var/lock)")]
+    Locked {
+        /// Target.
+        target: String,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The agent reported a failure.
+    #[error("{step} on {target} failed: {message}")]
+    Agent {
+        /// Which step.
+        step: &'static str,
+        /// Target.
+        target: String,
+        /// The agent's error output.
+        message: String,
+    },
+    /// Local I/O (building the stream).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<pideploy_transport::TransportError> for DeployError {
+    fn from(e: pideploy_transport::TransportError) -> Self {
+        DeployError::Transport(Box::new(e))
+    }
+}
+
+/// How the agent is invoked on a target.
+#[derive(Debug, Clone)]
+pub struct AgentCall {
+    /// Root the target applies generations to (`/` on a Pi; a directory in tests).
+    pub root: String,
+    /// Prefix with `sudo -n --` (a non-root login).
+    pub sudo: bool,
+}
+
+impl AgentCall {
+    /// The argv for one agent operation.
+    pub fn argv(&self, op: &str, args: &[String]) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        if self.sudo {
+            v.extend(["sudo", "-n", "--"].map(String::from));
+        }
+        v.extend([
+            "sh".to_string(),
+            "-c".to_string(),
+            AGENT.to_string(),
+            "pideploy-agent".to_string(),
+        ]);
+        v.push(op.to_string());
+        v.push(self.root.clone());
+        v.extend(args.iter().cloned());
+        v
+    }
+}
+
+fn call(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    step: &'static str,
+    op: &str,
+    args: &[String],
+    stdin: &mut dyn Read,
+) -> Result<String, DeployError> {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = t.exec(&a.argv(op, args), stdin, &mut out, &mut err)?;
+    let err_text = String::from_utf8_lossy(&err).trim().to_string();
+    if code != 0 {
+        if err_text.contains("a password is required")
+            || err_text.contains("a terminal is required")
+        {
+            return Err(DeployError::SudoPassword(t.describe()));
+        }
+        if code == 75 {
+            let holder = err_text
+                .rsplit("locked by ")
+                .next()
+                .unwrap_or("another deployer")
+                .to_string();
+            return Err(DeployError::Locked {
+                target: t.describe(),
+                holder,
+            });
+        }
+        let last = err_text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no error output");
+        let message = last.trim_start_matches("pideploy-agent: ").to_string();
+        return Err(DeployError::Agent {
+            step,
+            target: t.describe(),
+            message,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One round trip: what the target has.
+pub fn query(t: &mut dyn Transport, a: &AgentCall) -> Result<TargetState, DeployError> {
+    let out = call(
+        t,
+        a,
+        "asking what the target has",
+        "query",
+        &[],
+        &mut io::empty(),
+    )?;
+    TargetState::parse(&out).map_err(|m| DeployError::Agent {
+        step: "query",
+        target: t.describe(),
+        message: m,
+    })
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default)]
+pub struct CopyReport {
+    /// Paths sent.
+    pub sent: Vec<StorePath>,
+    /// Paths the target already had.
+    pub skipped: usize,
+    /// Uncompressed bytes of the stream.
+    pub raw_bytes: u64,
+    /// Bytes that crossed the connection.
+    pub wire_bytes: u64,
+}
+
+/// Sends every path of `closure` the target lacks, in one compressed stream.
+pub fn copy(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    store: &LocalStore,
+    state: &TargetState,
+    closure: &[StorePath],
+) -> Result<CopyReport, DeployError> {
+    let missing = state::to_send(state, closure);
+    let mut report = CopyReport {
+        skipped: closure.len() - missing.len(),
+        ..Default::default()
+    };
+    if missing.is_empty() {
+        return Ok(report);
+    }
+    let mut tmp = tempfile::tempfile()
+        .map_err(|e| DeployError::Local(format!("creating the copy stream: {e}")))?;
+    report.raw_bytes = stream::write_stream(store, &missing, &mut tmp)
+        .map_err(|e| DeployError::Local(format!("building the copy stream: {e}")))?;
+    tmp.rewind()
+        .map_err(|e| DeployError::Local(e.to_string()))?;
+    let mut reader = stream::CountingReader { inner: tmp, n: 0 };
+    call(t, a, "copying store paths", "receive", &[], &mut reader)?;
+    report.wire_bytes = reader.n;
+    report.sent = missing;
+    Ok(report)
+}
+
+/// Activation modes, as nixos-rebuild names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Activate, make default, write the boot entry.
+    Switch,
+    /// Make default and write the boot entry; activate on the next boot.
+    Boot,
+    /// Activate only.
+    Test,
+}
+
+impl Mode {
+    fn word(self) -> &'static str {
+        match self {
+            Mode::Switch => "switch",
+            Mode::Boot => "boot",
+            Mode::Test => "test",
+        }
+    }
+}
+
+/// What activation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// A new generation N.
+    Generation(u32),
+    /// The closure was already the default and running.
+    Unchanged,
+    /// `test` mode ran it.
+    Tested,
+}
+
+/// What the switch step is asked to do.
+#[derive(Debug, Clone)]
+pub struct SwitchRequest<'a> {
+    /// switch, boot or test.
+    pub mode: Mode,
+    /// The new generation's toplevel (already copied).
+    pub toplevel: &'a StorePath,
+    /// `user@host` of the deployer, recorded with the generation.
+    pub deployer: &'a str,
+    /// Unix time recorded with the generation.
+    pub time: u64,
+    /// The `--message`.
+    pub message: &'a str,
+    /// `root=` for the boot entry's command line (from the target's current entry).
+    pub rootarg: &'a str,
+}
+
+/// Runs the agent's switch step.
+pub fn activate(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    r: &SwitchRequest,
+) -> Result<Activation, DeployError> {
+    let args = [
+        r.mode.word().to_string(),
+        r.toplevel.absolute(),
+        r.deployer.to_string(),
+        r.time.to_string(),
+        r.message.replace(['"', '\\', '\n'], " "),
+        r.rootarg.to_string(),
+    ];
+    let out = call(t, a, "activating", "switch", &args, &mut io::empty())?;
+    let last = out.lines().last().unwrap_or("");
+    if let Some(n) = last.strip_prefix("generation ") {
+        Ok(Activation::Generation(n.trim().parse().map_err(|_| {
+            DeployError::Local(format!("agent said {last:?}"))
+        })?))
+    } else if last.starts_with("unchanged") {
+        Ok(Activation::Unchanged)
+    } else if last == "tested" {
+        Ok(Activation::Tested)
+    } else {
+        Err(DeployError::Agent {
+            step: "activating",
+            target: t.describe(),
+            message: format!("unexpected answer {last:?}"),
+        })
+    }
+}
+
+/// Makes generation N the running default again.
+pub fn rollback(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    n: u32,
+    deployer: &str,
+) -> Result<(), DeployError> {
+    call(
+        t,
+        a,
+        "rolling back",
+        "rollback",
+        &[n.to_string(), deployer.to_string()],
+        &mut io::empty(),
+    )?;
+    Ok(())
+}
+
+/// One generation's record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GenerationInfo {
+    /// Number.
+    pub generation: u32,
+    /// Unix time it was made.
+    pub time: u64,
+    /// Its toplevel.
+    pub toplevel: String,
+    /// Who made it.
+    pub deployer: String,
+    /// Message.
+    pub message: String,
+}
+
+/// The target's generation records.
+pub fn generations(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+) -> Result<Vec<GenerationInfo>, DeployError> {
+    let out = call(
+        t,
+        a,
+        "listing generations",
+        "generations",
+        &[],
+        &mut io::empty(),
+    )?;
+    let mut list = Vec::new();
+    for chunk in out
+        .split("--- ")
+        .filter(|c| !c.trim().is_empty() && !c.starts_with("end"))
+    {
+        let json = chunk.split_once('\n').map(|(_, j)| j).unwrap_or("");
+        let v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| DeployError::Local(format!("a generation record does not parse: {e}")))?;
+        list.push(GenerationInfo {
+            generation: v["generation"].as_u64().unwrap_or(0) as u32,
+            time: v["time"].as_u64().unwrap_or(0),
+            toplevel: v["toplevel"].as_str().unwrap_or("").to_string(),
+            deployer: v["deployer"].as_str().unwrap_or("").to_string(),
+            message: v["message"].as_str().unwrap_or("").to_string(),
+        });
+    }
+    list.sort_by_key(|g| g.generation);
+    Ok(list)
+}

@@ -1,0 +1,108 @@
+//! What the target reports (`query`), parsed into data; and the pure copy plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pideploy_store::StorePath;
+
+/// The target's state as one `query` round trip reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetState {
+    /// Valid store paths (base names).
+    pub have: BTreeSet<String>,
+    /// Generations: number → toplevel.
+    pub generations: BTreeMap<u32, String>,
+    /// `system` → `system-N-link`.
+    pub default: Option<String>,
+    /// Toplevel of the running system.
+    pub current: Option<String>,
+    /// Who holds the deploy lock, if anyone.
+    pub locked: Option<String>,
+    /// `root=` of the default boot entry.
+    pub rootarg: Option<String>,
+    /// Kernel boot id (live targets only).
+    pub boot_id: Option<String>,
+}
+
+impl TargetState {
+    /// Parses the agent's `query` output; an output without its `end` line was cut short.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut s = TargetState::default();
+        let mut ended = false;
+        for line in text.lines() {
+            let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "have" => {
+                    s.have.insert(rest.to_string());
+                }
+                "gen" => {
+                    let (n, top) = rest
+                        .split_once(' ')
+                        .ok_or_else(|| format!("bad query line {line:?}"))?;
+                    let n: u32 = n
+                        .parse()
+                        .map_err(|_| format!("bad generation number in {line:?}"))?;
+                    s.generations.insert(n, top.to_string());
+                }
+                "default" => s.default = Some(rest.to_string()),
+                "current" => s.current = Some(rest.to_string()),
+                "locked" => s.locked = Some(rest.to_string()),
+                "rootarg" => s.rootarg = Some(rest.to_string()),
+                "bootid" => s.boot_id = Some(rest.to_string()),
+                "end" => ended = true,
+                _ => return Err(format!("unexpected query line {line:?}")),
+            }
+        }
+        if !ended {
+            return Err("the target's answer was cut short".into());
+        }
+        Ok(s)
+    }
+
+    /// Number of the default generation.
+    pub fn default_generation(&self) -> Option<u32> {
+        let d = self.default.as_deref()?;
+        d.strip_prefix("system-")?
+            .strip_suffix("-link")?
+            .parse()
+            .ok()
+    }
+}
+
+/// The paths of `closure` (dependencies first) the target lacks, in the same order.
+pub fn to_send(state: &TargetState, closure: &[StorePath]) -> Vec<StorePath> {
+    closure
+        .iter()
+        .filter(|p| !state.have.contains(&p.base_name()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "have 0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a-x\ngen 1 /pideploy/store/aaa-pideploy-system-pi\n\
+gen 2 /pideploy/store/bbb-pideploy-system-pi\ndefault system-2-link\ncurrent /pideploy/store/bbb-pideploy-system-pi\n\
+rootarg PARTUUID=1234abcd-02\nend\n";
+
+    #[test]
+    fn parses_query() {
+        let s = TargetState::parse(SAMPLE).unwrap();
+        assert_eq!(s.generations.len(), 2);
+        assert_eq!(s.default_generation(), Some(2));
+        assert_eq!(s.rootarg.as_deref(), Some("PARTUUID=1234abcd-02"));
+        assert!(s.locked.is_none());
+        assert!(TargetState::parse("have x\n")
+            .unwrap_err()
+            .contains("cut short"));
+        assert!(TargetState::parse("bogus\nend\n").is_err());
+    }
+
+    #[test]
+    fn sends_only_missing_in_order() {
+        let a = StorePath::parse("0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a-x").unwrap();
+        let b = StorePath::parse("1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b-y").unwrap();
+        let s = TargetState::parse(SAMPLE).unwrap();
+        assert_eq!(to_send(&s, &[a, b.clone()]), vec![b]);
+    }
+}
