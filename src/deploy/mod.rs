@@ -63,21 +63,52 @@ pub struct AgentCall {
 }
 
 impl AgentCall {
+    /// Where the agent is kept on the target: named by its content hash, so a deployer always runs
+    /// its own version. (dropbear limits command lines to 9000 bytes, so it cannot go inline.)
+    fn agent_path(&self) -> String {
+        use sha2::Digest;
+        let h = hex::encode(sha2::Sha256::digest(AGENT.as_bytes()));
+        format!(
+            "{}/pideploy/var/agent/agent-{}.sh",
+            self.root.trim_end_matches('/'),
+            &h[..16]
+        )
+    }
+
+    fn prefix(&self) -> Vec<String> {
+        if self.sudo {
+            ["sudo", "-n", "--"].map(String::from).to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The argv for one agent operation.
     pub fn argv(&self, op: &str, args: &[String]) -> Vec<String> {
-        let mut v: Vec<String> = Vec::new();
-        if self.sudo {
-            v.extend(["sudo", "-n", "--"].map(String::from));
-        }
+        let mut v = self.prefix();
         v.extend([
             "sh".to_string(),
-            "-c".to_string(),
-            AGENT.to_string(),
-            "pideploy-agent".to_string(),
+            self.agent_path(),
+            op.to_string(),
+            self.root.clone(),
         ]);
-        v.push(op.to_string());
-        v.push(self.root.clone());
         v.extend(args.iter().cloned());
+        v
+    }
+
+    /// The argv that installs the agent from stdin when it is missing (temp + rename), then runs `op`.
+    pub fn install_argv(&self, op: &str) -> Vec<String> {
+        // The file name carries the script's hash; a file that does not match it is replaced.
+        const INSTALL: &str = r#"f=$1; shift
+h=${f##*/agent-}; h=${h%.sh}
+if [ -f "$f" ] && [ "$(sha256sum < "$f" | cut -c1-16)" = "$h" ]; then cat > /dev/null; else
+  mkdir -p "${f%/*}" && cat > "$f.tmp.$$" && [ "$(sha256sum < "$f.tmp.$$" | cut -c1-16)" = "$h" ] \
+    && mv -f "$f.tmp.$$" "$f" || { rm -f "$f.tmp.$$"; echo "pideploy-agent: could not install the agent at $f" >&2; exit 1; }
+fi
+exec sh "$f" "$@""#;
+        let mut v = self.prefix();
+        v.extend(["sh", "-c", INSTALL, "pideploy-install"].map(String::from));
+        v.extend([self.agent_path(), op.to_string(), self.root.clone()]);
         v
     }
 }
@@ -92,7 +123,12 @@ fn call(
 ) -> Result<String, DeployError> {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let code = t.exec(&a.argv(op, args), stdin, &mut out, &mut err)?;
+    let argv = if op == "query" {
+        a.install_argv(op)
+    } else {
+        a.argv(op, args)
+    };
+    let code = t.exec(&argv, stdin, &mut out, &mut err)?;
     let err_text = String::from_utf8_lossy(&err).trim().to_string();
     if code != 0 {
         if err_text.contains("a password is required")
@@ -134,7 +170,7 @@ pub fn query(t: &mut dyn Transport, a: &AgentCall) -> Result<TargetState, Deploy
         "asking what the target has",
         "query",
         &[],
-        &mut io::empty(),
+        &mut AGENT.as_bytes(),
     )?;
     TargetState::parse(&out).map_err(|m| DeployError::Agent {
         step: "query",

@@ -61,6 +61,7 @@ le() { # VALUE BYTES
         v=$((v >> 8))
         n=$((n - 1))
     done
+    # shellcheck disable=SC2059 # the format is nothing but the octal escapes built above
     printf "$fmt"
 }
 
@@ -246,7 +247,7 @@ if [ "$table" = gpt ]; then
     dd if="$tmp/tail" of="$ddev" bs=512 seek="$bent" conv=notrunc,fsync status=none ||
         give_up "writing the backup GPT at the end of $disk failed (the primary table is untouched)"
     dd if="$tmp/front" of="$ddev" bs=512 seek=1 conv=notrunc,fsync status=none ||
-        give_up "writing the primary GPT of $disk failed; the backup at the end holds the new table"
+        give_up "writing the primary GPT of $disk failed; the backup GPT at the end holds the new table: if the root is not found on the next boot, rebuild the primary from it on another machine (gdisk recovery menu: b and c, then w)"
     dd if="$tmp/mbr" of="$ddev" bs=512 count=1 conv=notrunc,fsync status=none ||
         say "warning: the protective MBR of $disk still has the old size (harmless)"
     # The old backup header now lies in the grown root, past the end of its filesystem: clear it so
