@@ -47,10 +47,13 @@ fn switch_noop_generations_rollback_and_lock_on_a_local_root() {
         config(
             "deploypi",
             "packages = [\"tree\"]\n",
-            "\n[[files]]\npath = \"/etc/motd\"\ncontent = \"generation two\\n\"\n",
+            "\n[[files]]\npath = \"/etc/motd\"\ncontent = \"generation two\\n\"\n\n[[secrets]]\nsource = \"token.txt\"\ntarget = \"/etc/pideploy-secrets/token\"\nowner = \"pi\"\ngroup = \"pi\"\n",
         ),
     )
     .unwrap();
+    // Only the deploy may carry this; it must never land in a store.
+    const SECRET: &str = "s3cr3t-token-4f1d9c";
+    fs::write(w.join("b/token.txt"), SECRET).unwrap();
     let (a_lock, b_lock) = (w.join("a/pideploy.lock"), w.join("b/pideploy.lock"));
     lock_and_import(&a_cfg, &a_lock, &cache, &store);
     lock_and_import(&b_cfg, &b_lock, &cache, &store);
@@ -157,6 +160,27 @@ fn switch_noop_generations_rollback_and_lock_on_a_local_root() {
         assert!(
             root.join("pideploy/var/db/valid").join(&name).exists(),
             "{name} registered"
+        );
+    }
+    // The secret: written with its owner and mode, and in no store.
+    let secret = root.join("etc/pideploy-secrets/token");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), SECRET);
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&secret).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o400, 1000, 1000));
+    }
+    for store_dir in [root.join("pideploy"), store.clone()] {
+        let hits = Command::new("grep")
+            .args(["-rl", SECRET])
+            .arg(&store_dir)
+            .output()
+            .unwrap();
+        assert!(
+            hits.stdout.is_empty(),
+            "secret found in {}: {}",
+            store_dir.display(),
+            String::from_utf8_lossy(&hits.stdout)
         );
     }
     let cfg_txt = fs::read_to_string(root.join("boot/firmware/config.txt")).unwrap();

@@ -106,7 +106,7 @@ fn now() -> u64 {
 
 pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
     let started = Instant::now();
-    let (_loaded, built, _, ctx) = build_for(ui, g, &a.target)?;
+    let (loaded, built, _, ctx) = build_for(ui, g, &a.target)?;
     let closure = ctx.store.closure(std::slice::from_ref(&built.toplevel))?;
     let (mut t, call) = connect(&a.conn)?;
     let state = deploy::query(t.as_mut(), &call)?;
@@ -136,6 +136,10 @@ pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
         rootarg: &rootarg,
     };
     let result = deploy::activate(t.as_mut(), &call, &request)?;
+    let secrets = deploy::secrets::send(t.as_mut(), &call, &loaded.config)?;
+    if secrets > 0 {
+        ui.info(format!("wrote {secrets} secrets"));
+    }
     let took = fmt_secs(started.elapsed());
     match result {
         Activation::Generation(n) => ui.info(format!(

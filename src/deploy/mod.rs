@@ -2,6 +2,7 @@
 //! generation, write its boot entry. Steps are argv lists for the target agent (`scripts/target.sh`,
 //! sent inline every time), run over a [`Transport`].
 
+pub mod secrets;
 pub mod state;
 pub mod stream;
 

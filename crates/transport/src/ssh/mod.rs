@@ -1,0 +1,289 @@
+//! The SSH transport: one libssh2 session per target, one channel per command.
+
+mod auth;
+mod exec;
+mod known_hosts;
+mod options;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use ssh2::{ErrorCode, MethodType, Session};
+
+pub(crate) use known_hosts::key_file_name;
+pub use options::SshOptions;
+
+/// The host as written in known_hosts: `host` on port 22, `[host]:port` elsewhere (OpenSSH's rule).
+pub(crate) fn known_hosts_name(hostname: &str, port: u16) -> String {
+    if port == 22 {
+        hostname.to_string()
+    } else {
+        format!("[{hostname}]:{port}")
+    }
+}
+use options::{Environment, Resolved};
+
+use crate::{shell_join, validate_argv, Transport, TransportError};
+
+/// A connection to one target: ONE ssh2 Session, reused for every exec (one channel per exec).
+pub struct SshTransport {
+    session: Session,
+    /// A second handle on the socket, to cut a connection found dead so that nothing later
+    /// (closing channels, freeing the session) waits on it again.
+    socket: TcpStream,
+    target: String,
+    fingerprint: String,
+    keepalive: Duration,
+    timeout: Duration,
+    /// Set once the connection is known to be dead: every later exec fails at once.
+    broken: Option<String>,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("target", &self.target)
+            .field("fingerprint", &self.fingerprint)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshTransport {
+    /// Connects, checks the host key against known_hosts and logs in.
+    pub fn connect(o: &SshOptions) -> Result<Self, TransportError> {
+        let r = options::resolve(o, &Environment::from_process())?;
+        if let Some(jump) = &r.proxy_jump {
+            return Err(TransportError::ProxyJumpUnsupported {
+                host: r.alias.clone(),
+                jump: jump.clone(),
+            });
+        }
+        let target = r.describe();
+        let socket = tcp_connect(&r, o.connect_timeout)?;
+        let session_socket = socket.try_clone().map_err(|source| TransportError::Local {
+            what: format!("duplicating the socket to {target}"),
+            source,
+        })?;
+
+        let mut session =
+            Session::new().map_err(|source| protocol_error("session setup", &target, source))?;
+        session.set_tcp_stream(session_socket);
+        session.set_blocking(true);
+        session.set_timeout(millis(o.connect_timeout));
+        let kh_name = r.known_hosts_name();
+        let prefs = known_hosts::preferred_algorithms(&session, &r.known_hosts, &kh_name)?;
+        session
+            .method_pref(MethodType::HostKey, &prefs)
+            .map_err(|source| protocol_error("choosing host key algorithms", &target, source))?;
+        session
+            .handshake()
+            .map_err(|e| classify(&target, "handshaking", e))?;
+
+        let fingerprint = verify_host_key(&session, &r, o.accept_new)?;
+        auth::authenticate(&session, &r, o.passphrase.as_deref())?;
+        session.set_keepalive(true, o.keepalive.as_secs().max(1) as u32);
+
+        Ok(SshTransport {
+            session,
+            socket,
+            target,
+            fingerprint,
+            keepalive: o.keepalive,
+            timeout: o.connect_timeout,
+            broken: None,
+        })
+    }
+
+    /// The server's host key fingerprint, `SHA256:…` as OpenSSH prints it.
+    pub fn host_key_fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    /// After a command was abandoned the session cannot be trusted: later execs fail at once.
+    fn mark_broken(&mut self, err: &TransportError) {
+        self.broken = Some(match err {
+            TransportError::Disconnected { reason, .. } => reason.clone(),
+            other => format!("an earlier command was abandoned: {other}"),
+        });
+        // Cut the socket so libssh2 sees the loss at once instead of waiting on a silent peer.
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+impl Transport for SshTransport {
+    fn exec(
+        &mut self,
+        argv: &[String],
+        stdin: &mut dyn Read,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        validate_argv(argv, &self.target)?;
+        if let Some(reason) = &self.broken {
+            return Err(lost(
+                &self.target,
+                "starting a command",
+                format!("the connection was lost earlier ({reason})"),
+            ));
+        }
+        let line = shell_join(argv);
+        let result = exec::run(
+            &self.session,
+            &exec::Settings {
+                target: &self.target,
+                socket: &self.socket,
+                keepalive: self.keepalive,
+                timeout: self.timeout,
+            },
+            &line,
+            stdin,
+            stdout,
+            stderr,
+        );
+        self.session.set_blocking(true);
+        result.map_err(|failure| match failure {
+            exec::Failure::NotStarted(e @ TransportError::Disconnected { .. })
+            | exec::Failure::Aborted(e) => {
+                self.mark_broken(&e);
+                e
+            }
+            exec::Failure::NotStarted(e) => e,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+}
+
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        if self.broken.is_none() {
+            self.session.set_blocking(true);
+            let _ = self.session.disconnect(None, "pideploy is done", None);
+        }
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u32::MAX as u128) as u32
+}
+
+fn tcp_connect(r: &Resolved, timeout: Duration) -> Result<TcpStream, TransportError> {
+    let addrs: Vec<_> = (r.hostname.as_str(), r.port)
+        .to_socket_addrs()
+        .map_err(|source| TransportError::Resolve {
+            host: r.hostname.clone(),
+            port: r.port,
+            source,
+        })?
+        .collect();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no addresses");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(TransportError::Connect {
+        host: r.hostname.clone(),
+        port: r.port,
+        timeout,
+        source: last,
+    })
+}
+
+fn verify_host_key(
+    session: &Session,
+    r: &Resolved,
+    accept_new: bool,
+) -> Result<String, TransportError> {
+    let target = r.describe();
+    let (blob, _) = session.host_key().ok_or_else(|| {
+        protocol_error(
+            "reading the host key",
+            &target,
+            ssh2::Error::new(ErrorCode::Session(-1), "no host key"),
+        )
+    })?;
+    let blob = blob.to_vec();
+    let fingerprint = known_hosts::fingerprint(&blob);
+    let key_type = known_hosts::key_type(&blob).unwrap_or_else(|| "unknown-type".into());
+    let name = r.known_hosts_name();
+    match known_hosts::check(session, &r.known_hosts, &name, &blob)? {
+        known_hosts::Verdict::Known => Ok(fingerprint),
+        known_hosts::Verdict::Changed(old) => Err(TransportError::HostKeyChanged {
+            host: name,
+            fingerprint: format!("{key_type} {fingerprint}"),
+            known_fingerprint: old.join(", "),
+            known_hosts: r.known_hosts.clone(),
+        }),
+        known_hosts::Verdict::Unknown if accept_new => {
+            known_hosts::append(&r.known_hosts, &name, &blob)?;
+            Ok(fingerprint)
+        }
+        known_hosts::Verdict::Unknown => Err(TransportError::UnknownHostKey {
+            hostname: r.hostname.clone(),
+            port: r.port,
+            key_type,
+            fingerprint,
+            known_hosts: r.known_hosts.clone(),
+        }),
+    }
+}
+
+// libssh2 error codes that mean the peer is gone or silent.
+const ERR_BANNER_RECV: i32 = -2;
+const ERR_SOCKET_SEND: i32 = -7;
+const ERR_TIMEOUT: i32 = -9;
+const ERR_SOCKET_DISCONNECT: i32 = -13;
+const ERR_SOCKET_TIMEOUT: i32 = -30;
+const ERR_EAGAIN: i32 = -37;
+const ERR_SOCKET_RECV: i32 = -43;
+
+fn is_connection_loss(e: &ssh2::Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::Session(
+            ERR_BANNER_RECV
+                | ERR_SOCKET_SEND
+                | ERR_TIMEOUT
+                | ERR_SOCKET_DISCONNECT
+                | ERR_SOCKET_TIMEOUT
+                | ERR_SOCKET_RECV
+        )
+    )
+}
+
+fn is_would_block(e: &ssh2::Error) -> bool {
+    e.code() == ErrorCode::Session(ERR_EAGAIN)
+}
+
+fn lost(target: &str, what: &str, reason: String) -> TransportError {
+    TransportError::Disconnected {
+        host: target.to_string(),
+        what: what.to_string(),
+        reason,
+    }
+}
+
+fn protocol_error(what: &'static str, target: &str, source: ssh2::Error) -> TransportError {
+    TransportError::Ssh {
+        what,
+        host: target.to_string(),
+        source,
+    }
+}
+
+fn classify(target: &str, what: &'static str, e: ssh2::Error) -> TransportError {
+    if is_connection_loss(&e) {
+        lost(target, what, e.message().to_string())
+    } else {
+        protocol_error(what, target, e)
+    }
+}
