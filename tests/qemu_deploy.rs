@@ -48,6 +48,7 @@ impl Vm {
 fn config(public: &str, top: &str, tables: &str) -> String {
     format!(
         "board = \"qemu-aarch64\"\nhostname = \"deploypi\"\n{top}\n[[users]]\nname = \"pi\"\nuid = 1000\nsudo = true\n\
+         ssh_authorized_keys = [\"{public}\"]\n\n[[users]]\nname = \"bob\"\nuid = 1001\n\
          ssh_authorized_keys = [\"{public}\"]\n{tables}"
     )
 }
@@ -147,6 +148,36 @@ fn switch_reboot_rollback_reboot_on_qemu() {
             .args(["-p", &port.to_string(), "pi@127.0.0.1", cmd]));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+
+    // A user whose sudo needs a password gets one clear line, and nothing happens.
+    let bob = format!("bob@127.0.0.1:{port}");
+    let out = pd()
+        .args(["generations", "--target", &bob, "-i"])
+        .arg(&key)
+        .arg("--known-hosts")
+        .arg(&known)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a password") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    // An unknown host key is refused with its fingerprint.
+    let empty_known = w.join("empty_known_hosts");
+    fs::write(&empty_known, "").unwrap();
+    let out = pd()
+        .args(["generations", "--target", &target, "-i"])
+        .arg(&key)
+        .arg("--known-hosts")
+        .arg(&empty_known)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SHA256:"), "{err}");
 
     // switch over SSH: new file and package are live at once.
     let mut sw = pd();
