@@ -149,6 +149,25 @@ fn switch_reboot_rollback_reboot_on_qemu() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
 
+    // reboot/poweroff end the connection under the command: its status is not the point.
+    let ssh_detached = |cmd: &str| {
+        let _ = Command::new("ssh")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .arg("-i")
+            .arg(&key)
+            .args(["-p", &port.to_string(), "pi@127.0.0.1", cmd])
+            .output();
+    };
+
     // A user whose sudo needs a password gets one clear line, and nothing happens.
     let bob = format!("bob@127.0.0.1:{port}");
     let out = pd()
@@ -205,7 +224,7 @@ fn switch_reboot_rollback_reboot_on_qemu() {
     );
 
     // Reboot: the firmware rules pick gen-2 from config.txt.
-    let _ = ssh("sudo -n reboot");
+    ssh_detached("sudo -n reboot");
     let console = vm.wait_for("PIDEPLOY-READY", 2, Duration::from_secs(150));
     assert_eq!(ready_toplevel(&console, 1), b_top, "generation 2 boots");
     assert_eq!(ssh("cat /etc/motd"), "generation two");
@@ -225,7 +244,7 @@ fn switch_reboot_rollback_reboot_on_qemu() {
     conn(&mut rb);
     run(&mut rb);
     assert_eq!(ssh("readlink /run/current-system"), a_top);
-    let _ = ssh("sudo -n reboot");
+    ssh_detached("sudo -n reboot");
     let console = vm.wait_for("PIDEPLOY-READY", 3, Duration::from_secs(150));
     assert_eq!(
         ready_toplevel(&console, 2),
@@ -236,7 +255,7 @@ fn switch_reboot_rollback_reboot_on_qemu() {
         ssh("readlink /pideploy/var/profiles/system"),
         "system-1-link"
     );
-    let _ = ssh("sudo -n poweroff");
+    ssh_detached("sudo -n poweroff");
     let start = Instant::now();
     while vm.child.try_wait().unwrap().is_none() {
         assert!(start.elapsed() < Duration::from_secs(60), "no power-off");

@@ -100,22 +100,15 @@ enum Command {
     /// Activate without making it the default (a reboot returns to the default).
     Test(cmd_deploy::DeployArgs),
     /// Print what a switch would change.
-    DryActivate(NotYet),
+    DryActivate(cmd_deploy::DryActivateArgs),
     /// List a target's generations.
     Generations(cmd_deploy::GenerationsArgs),
-    /// Compare generations.
-    Diff(NotYet),
+    /// Compare two generations on a target, or its running system with the local build.
+    Diff(cmd_deploy::DiffArgs),
     /// Return a target to the previous generation (or --to N).
     Rollback(cmd_deploy::RollbackArgs),
-    /// Remove old generations and unreferenced store paths.
-    Gc(NotYet),
-}
-
-/// Arguments of commands that are not built yet: accepted, so the message is about that, not usage.
-#[derive(Args, Debug)]
-struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// Remove old generations and unreferenced store paths (on a target, or the local store).
+    Gc(cmd_deploy::GcArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -137,11 +130,11 @@ pub fn run() -> i32 {
         Command::Switch(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Switch),
         Command::Boot(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Boot),
         Command::Test(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Test),
-        Command::DryActivate(_) => not_yet("dry-activate"),
+        Command::DryActivate(a) => cmd_deploy::dry_activate(&ui, &cli.global, a),
         Command::Generations(a) => cmd_deploy::generations(&ui, a),
-        Command::Diff(_) => not_yet("diff"),
+        Command::Diff(a) => cmd_deploy::diff_cmd(&ui, &cli.global, a),
         Command::Rollback(a) => cmd_deploy::rollback(&ui, a),
-        Command::Gc(_) => not_yet("gc"),
+        Command::Gc(a) => cmd_deploy::gc(&ui, &cli.global, a),
     };
     match result {
         Ok(code) => code,
@@ -150,11 +143,6 @@ pub fn run() -> i32 {
             1
         }
     }
-}
-
-fn not_yet(cmd: &str) -> CmdResult {
-    eprintln!("pideploy {cmd}: not built yet in this version (see README.md, \"Status\")");
-    Ok(EXIT_USAGE)
 }
 
 /// The error and its causes on one line, without repeating a cause its parent already quotes.

@@ -2,6 +2,8 @@
 //! generation, write its boot entry. Steps are argv lists for the target agent (`scripts/target.sh`,
 //! sent inline every time), run over a [`Transport`].
 
+pub mod diff;
+pub mod gc;
 pub mod secrets;
 pub mod state;
 pub mod stream;
@@ -368,4 +370,86 @@ pub fn generations(
     }
     list.sort_by_key(|g| g.generation);
     Ok(list)
+}
+
+/// Runs the target's gc under the deploy lock (see [`gc::GcPolicy`]); `now` is the deployer's Unix time.
+pub fn gc(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    policy: gc::GcPolicy,
+    deployer: &str,
+    now: u64,
+) -> Result<gc::GcReport, DeployError> {
+    let (how, value) = match policy {
+        gc::GcPolicy::Keep(n) => ("keep", u64::from(n)),
+        gc::GcPolicy::OlderThan(s) => ("age", s),
+    };
+    let args = [
+        how.to_string(),
+        value.to_string(),
+        deployer.to_string(),
+        now.to_string(),
+    ];
+    let out = call(t, a, "collecting garbage", "gc", &args, &mut io::empty())?;
+    gc::GcReport::parse(&out).map_err(|m| DeployError::Agent {
+        step: "collecting garbage",
+        target: t.describe(),
+        message: m,
+    })
+}
+
+/// Reads what `diff` and `dry-activate` compare of a toplevel on the target (changes nothing).
+pub fn describe(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    toplevel: &str,
+) -> Result<diff::SystemDescription, DeployError> {
+    let out = call(
+        t,
+        a,
+        "reading a system's manifest",
+        "describe",
+        &[toplevel.to_string()],
+        &mut io::empty(),
+    )?;
+    diff::SystemDescription::parse(&out).map_err(|m| DeployError::Agent {
+        step: "reading a system's manifest",
+        target: t.describe(),
+        message: m,
+    })
+}
+
+/// The same description, of a toplevel in the local store.
+pub fn describe_local(
+    store: &LocalStore,
+    toplevel: &StorePath,
+) -> Result<diff::SystemDescription, DeployError> {
+    let d = store.physical(toplevel);
+    let read = |rel: &str| -> Result<String, DeployError> {
+        match std::fs::read_to_string(d.join(rel)) {
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(DeployError::Local(format!(
+                "reading {}: {e}",
+                d.join(rel).display()
+            ))),
+        }
+    };
+    let mut links = String::new();
+    for l in ["kernel", "initrd"] {
+        if let Ok(t) = std::fs::read_link(d.join(l)) {
+            links += &format!("{l} {}\n", t.display());
+        }
+    }
+    // Same normalisation as the agent's answer, which arrives line by line.
+    let lines = |s: String| -> String { s.lines().map(|l| format!("{l}\n")).collect() };
+    Ok(diff::SystemDescription {
+        manifest: lines(read("manifest.json")?),
+        boot: diff::boot_text(
+            &lines(read("boot/entry")?),
+            &lines(read("boot/kernel-params")?),
+            &lines(read("boot/config.txt")?),
+            &links,
+        ),
+    })
 }

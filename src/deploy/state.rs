@@ -77,6 +77,16 @@ pub fn to_send(state: &TargetState, closure: &[StorePath]) -> Vec<StorePath> {
         .collect()
 }
 
+/// Whether a `switch` of `toplevel` would make a new generation: the agent skips it when the
+/// closure is already both the default and the running system (its no-op rule).
+pub fn switch_makes_generation(state: &TargetState, toplevel: &str) -> bool {
+    let default_top = state
+        .default_generation()
+        .and_then(|n| state.generations.get(&n));
+    !(default_top.map(String::as_str) == Some(toplevel)
+        && state.current.as_deref() == Some(toplevel))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +106,25 @@ rootarg PARTUUID=1234abcd-02\nend\n";
             .unwrap_err()
             .contains("cut short"));
         assert!(TargetState::parse("bogus\nend\n").is_err());
+    }
+
+    #[test]
+    fn switch_is_a_no_op_only_when_default_and_running() {
+        let s = TargetState::parse(SAMPLE).unwrap();
+        assert!(!switch_makes_generation(
+            &s,
+            "/pideploy/store/bbb-pideploy-system-pi"
+        ));
+        assert!(switch_makes_generation(
+            &s,
+            "/pideploy/store/aaa-pideploy-system-pi"
+        ));
+        let mut booted_other = s.clone();
+        booted_other.current = Some("/pideploy/store/aaa-pideploy-system-pi".into());
+        assert!(switch_makes_generation(
+            &booted_other,
+            "/pideploy/store/bbb-pideploy-system-pi"
+        ));
     }
 
     #[test]

@@ -103,7 +103,10 @@ fn qemu_board_loads() {
             "nls_utf8"
         ]
     );
-    assert_eq!(board.base_packages, ["busybox-static", "dropbear-bin"]);
+    assert_eq!(
+        board.base_packages,
+        ["busybox-static", "dropbear-bin", "e2fsprogs"]
+    );
     let qemu = board.qemu.as_ref().unwrap();
     assert_eq!(
         (

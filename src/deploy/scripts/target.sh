@@ -219,5 +219,98 @@ rollback)
     fi
     echo "rolled back to $want" ;;
 
+gc)
+    # gc ROOT keep|age VALUE DEPLOYER NOW: drop generations beyond the newest VALUE (keep), or made
+    # more than VALUE seconds before NOW (age); never the default nor the running one. Then every
+    # store path no remaining generation (nor the running system) reaches. Registration goes first,
+    # so a path is never valid with partial contents.
+    how=$1; value=$2; deployer=$3; now=$4
+    lock "$deployer"
+    mkdir -p "$prof" "$gens"
+    default_link=$(readlink "$prof/system" 2>/dev/null || true)
+    running=$(readlink "$root/run/current-system" 2>/dev/null || true)
+    nums=$(for l in "$prof"/system-*-link; do [ -L "$l" ] || continue; k=${l##*/system-}; echo "${k%-link}"; done | sort -rn)
+    # The running generation: the newest one whose toplevel is running (a switch back to an older
+    # closure makes a new generation of it, and the older record need not be kept for it).
+    running_gen=
+    for n in $nums; do
+        if [ "$(readlink "$prof/system-$n-link")" = "$running" ]; then running_gen=$n; break; fi
+    done
+    i=0
+    for n in $nums; do
+        i=$((i + 1))
+        [ "system-$n-link" != "$default_link" ] || continue
+        [ "$n" != "$running_gen" ] || continue
+        if [ "$how" = keep ]; then
+            [ "$i" -gt "$value" ] || continue
+        else
+            t=$(sed -n 's/^ *"time": *\([0-9][0-9]*\).*/\1/p' "$gens/$n.json" 2>/dev/null | head -n1)
+            [ -n "$t" ] && [ $((now - t)) -gt "$value" ] || continue
+        fi
+        rm -f "$gens/$n.json"
+        rm -f "$prof/system-$n-link"
+        if [ -d "$boot/gen-$n" ]; then rm -rf "$boot/gen-$n"; fi
+        echo "removed-generation $n"
+    done
+    sync
+    # Reachability over the registrations' `ref` lines, from the remaining toplevels + the running system.
+    work=$P/var/gc.$$
+    rm -rf "$work"; mkdir -p "$work"
+    trap 'rm -rf "$P/var/lock" "$work"' EXIT
+    : > "$work/live"
+    for l in "$prof"/system-*-link; do
+        if [ -L "$l" ]; then readlink "$l"; fi
+    done > "$work/todo"
+    if [ -n "$running" ]; then echo "$running" >> "$work/todo"; fi
+    while [ -s "$work/todo" ]; do
+        : > "$work/next"
+        while IFS= read -r t; do
+            b=${t#/pideploy/store/}
+            if grep -qxF "$b" "$work/live"; then continue; fi
+            echo "$b" >> "$work/live"
+            if [ -f "$db/$b" ]; then sed -n 's/^ref //p' "$db/$b" >> "$work/next"; fi
+        done < "$work/todo"
+        mv -f "$work/next" "$work/todo"
+    done
+    freed=0
+    for f in "$db"/*; do
+        [ -f "$f" ] || continue
+        b=${f##*/}
+        if grep -qxF "$b" "$work/live"; then continue; fi
+        bytes=0
+        if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
+            kb=$(du -sk "$store/$b" | cut -f1)
+            bytes=$((kb * 1024))
+        fi
+        rm -f "$f"
+        sync
+        if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
+            [ -L "$store/$b" ] || chmod -R u+w "$store/$b"
+            rm -rf "$store/$b"
+        fi
+        freed=$((freed + bytes))
+        echo "removed-path $b $bytes"
+    done
+    sync
+    echo "freed $freed"
+    echo "end" ;;
+
+describe)
+    # describe ROOT TOPLEVEL: what diff and dry-activate compare; reads only.
+    top=$1
+    base=${top#/pideploy/store/}
+    case "$base" in */*|.*|'') die "$top is not a store path" ;; esac
+    [ -f "$db/$base" ] || die "$top is not valid on the target"
+    d=$store/$base
+    echo "--- manifest"; cat "$d/manifest.json" 2>/dev/null || true
+    echo "--- entry"; cat "$d/boot/entry" 2>/dev/null || true
+    echo "--- kernel-params"; cat "$d/boot/kernel-params" 2>/dev/null || true
+    echo "--- config.txt"; cat "$d/boot/config.txt" 2>/dev/null || true
+    echo "--- links"
+    for l in kernel initrd; do
+        if [ -L "$d/$l" ]; then echo "$l $(readlink "$d/$l")"; fi
+    done
+    echo "--- end" ;;
+
 *) die "unknown operation $op" ;;
 esac
