@@ -18,7 +18,7 @@ pub use ui::Ui;
 /// Result of a command: `Ok(exit code)` or an error printed as one line.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Exit code for "this command exists but is not built yet" and for usage errors.
+/// Exit code for usage errors.
 pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]

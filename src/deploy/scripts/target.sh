@@ -245,7 +245,7 @@ gc)
             [ "$i" -gt "$value" ] || continue
         else
             t=$(sed -n 's/^ *"time": *\([0-9][0-9]*\).*/\1/p' "$gens/$n.json" 2>/dev/null | head -n1)
-            [ -n "$t" ] && [ $((now - t)) -gt "$value" ] || continue
+            if [ -z "$t" ] || [ $((now - t)) -le "$value" ]; then continue; fi
         fi
         rm -f "$gens/$n.json"
         rm -f "$prof/system-$n-link"
@@ -286,7 +286,7 @@ gc)
         sync
         if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
             [ -L "$store/$b" ] || chmod -R u+w "$store/$b"
-            rm -rf "$store/$b"
+            rm -rf "$store/${b:?}"
         fi
         freed=$((freed + bytes))
         echo "removed-path $b $bytes"
