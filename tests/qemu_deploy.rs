@@ -6,44 +6,12 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use std::process::Command;
+use std::time::Duration;
+
+use common::guest::Guest;
 use common::*;
-
-struct Vm {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Vm {
-    /// Waits until the console has shown `marker` `count` times in all.
-    fn wait_for(&mut self, marker: &str, count: usize, limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
-            if text.matches(marker).count() >= count {
-                return text;
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("pideploy qemu ended ({st}) before {marker:?} #{count}:\n{text}");
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no {marker:?} #{count} after {limit:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 fn config(public: &str, top: &str, tables: &str) -> String {
     format!(
@@ -94,78 +62,17 @@ fn switch_reboot_rollback_reboot_on_qemu() {
     let img = w.join("pi.img");
     run(pd().arg("image").arg("-c").arg(&a_cfg).arg("-o").arg(&img));
 
-    let port = pideploy_qemu::free_port().unwrap();
-    let log = w.join("console.log");
-    let child = pideploy()
-        .arg("qemu")
-        .arg(&img)
-        .args([
-            "--ssh-port",
-            &port.to_string(),
-            "--timeout",
-            "400",
-            "--max-boots",
-            "3",
-        ])
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut vm = Vm { child, log };
-    let console = vm.wait_for("PIDEPLOY-READY", 1, Duration::from_secs(150));
+    let mut vm = Guest::start(&img, w.join("console.log"), Duration::from_secs(400), 3);
+    let port = vm.port;
+    let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(150));
     let a_top = ready_toplevel(&console, 0);
-    let host_key = console
-        .lines()
-        .find_map(|l| l.split("ssh host key: ").nth(1))
-        .unwrap()
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let known = w.join("known_hosts");
-    fs::write(&known, format!("[127.0.0.1]:{port} {host_key}\n")).unwrap();
+    let known = vm.known_hosts(w);
     let target = format!("pi@127.0.0.1:{port}");
     let conn = |c: &mut Command| {
         c.args(["--target", &target, "-i"])
             .arg(&key)
             .arg("--known-hosts")
             .arg(&known);
-    };
-    let ssh = |cmd: &str| -> String {
-        let out = run(Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .arg("-i")
-            .arg(&key)
-            .args(["-p", &port.to_string(), "pi@127.0.0.1", cmd]));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-
-    // reboot/poweroff end the connection under the command: its status is not the point.
-    let ssh_detached = |cmd: &str| {
-        let _ = Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .arg("-i")
-            .arg(&key)
-            .args(["-p", &port.to_string(), "pi@127.0.0.1", cmd])
-            .output();
     };
 
     // A user whose sudo needs a password gets one clear line, and nothing happens.
@@ -209,9 +116,17 @@ fn switch_reboot_rollback_reboot_on_qemu() {
         err.contains("generation 2 is active and the default"),
         "{err}"
     );
-    assert_eq!(ssh("cat /etc/motd"), "generation two");
-    assert_eq!(ssh("readlink /run/current-system"), b_top);
-    assert!(ssh("command -v tree").ends_with("/tree"));
+    assert_eq!(
+        vm.ssh(&known, &key, "pi", "cat /etc/motd"),
+        "generation two"
+    );
+    assert_eq!(
+        vm.ssh(&known, &key, "pi", "readlink /run/current-system"),
+        b_top
+    );
+    assert!(vm
+        .ssh(&known, &key, "pi", "command -v tree")
+        .ends_with("/tree"));
 
     // The same closure again sends nothing and adds nothing.
     let mut again = pd();
@@ -224,10 +139,13 @@ fn switch_reboot_rollback_reboot_on_qemu() {
     );
 
     // Reboot: the firmware rules pick gen-2 from config.txt.
-    ssh_detached("sudo -n reboot");
-    let console = vm.wait_for("PIDEPLOY-READY", 2, Duration::from_secs(150));
+    vm.ssh_detached(&known, &key, "pi", "sudo -n reboot");
+    let console = vm.wait_for_nth("PIDEPLOY-READY", 2, Duration::from_secs(150));
     assert_eq!(ready_toplevel(&console, 1), b_top, "generation 2 boots");
-    assert_eq!(ssh("cat /etc/motd"), "generation two");
+    assert_eq!(
+        vm.ssh(&known, &key, "pi", "cat /etc/motd"),
+        "generation two"
+    );
 
     // generations lists both, 2 current and default.
     let mut g = pd();
@@ -243,23 +161,20 @@ fn switch_reboot_rollback_reboot_on_qemu() {
     rb.args(["rollback", "--to", "1"]);
     conn(&mut rb);
     run(&mut rb);
-    assert_eq!(ssh("readlink /run/current-system"), a_top);
-    ssh_detached("sudo -n reboot");
-    let console = vm.wait_for("PIDEPLOY-READY", 3, Duration::from_secs(150));
+    assert_eq!(
+        vm.ssh(&known, &key, "pi", "readlink /run/current-system"),
+        a_top
+    );
+    vm.ssh_detached(&known, &key, "pi", "sudo -n reboot");
+    let console = vm.wait_for_nth("PIDEPLOY-READY", 3, Duration::from_secs(150));
     assert_eq!(
         ready_toplevel(&console, 2),
         a_top,
         "generation 1 boots after rollback"
     );
     assert_eq!(
-        ssh("readlink /pideploy/var/profiles/system"),
+        vm.ssh(&known, &key, "pi", "readlink /pideploy/var/profiles/system"),
         "system-1-link"
     );
-    ssh_detached("sudo -n poweroff");
-    let start = Instant::now();
-    while vm.child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no power-off");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = Path::new(&img);
+    vm.power_off(&known, &key, "pi");
 }

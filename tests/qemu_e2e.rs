@@ -9,42 +9,11 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::guest::Guest;
 use common::*;
-
-struct Vm {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Vm {
-    fn wait_for(&mut self, marker: &str, limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
-            if text.contains(marker) {
-                return text;
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("pideploy qemu ended ({st}) before {marker:?}:\n{text}");
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no {marker:?} after {limit:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 fn config_text(public_key: &str) -> String {
     format!(
@@ -159,54 +128,12 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
     run(Command::new("fsck.fat").arg("-n").arg(&boot));
 
     // Boot it.
-    let port = pideploy_qemu::free_port().unwrap();
-    let log = w.join("console.log");
-    let child = pideploy()
-        .arg("qemu")
-        .arg(&img)
-        .arg("--ssh-port")
-        .arg(port.to_string())
-        .arg("--timeout")
-        .arg("240")
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut vm = Vm { child, log };
+    let mut vm = Guest::start(&img, w.join("console.log"), Duration::from_secs(240), 4);
+    let port = vm.port;
     let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(180));
     assert!(console.contains("pideploy: root is /dev/vda2"), "{console}");
-    let host_key = console
-        .lines()
-        .find_map(|l| l.split("ssh host key: ").nth(1))
-        .expect("the guest prints its ssh host key")
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let known = w.join("known_hosts");
-    fs::write(&known, format!("[127.0.0.1]:{port} {host_key}\n")).unwrap();
-    let ssh = |cmd: &str| -> String {
-        let out = run(Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=30",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .arg("-i")
-            .arg(&key)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("alice@127.0.0.1")
-            .arg(cmd));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let known = vm.known_hosts(w);
+    let ssh = |cmd: &str| vm.ssh(&known, &key, "alice", cmd);
     assert!(
         console.contains("pideploy: eth0 has 10.0.2.15/24"),
         "static address from the config"
@@ -234,23 +161,8 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
         .collect::<Vec<_>>()
         .join(" ");
     fs::write(&bad_known, format!("[127.0.0.1]:{port} {other_key}\n")).unwrap();
-    let refused = Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", bad_known.display()))
-        .arg("-i")
-        .arg(&key)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("alice@127.0.0.1")
-        .arg("true")
+    let refused = vm
+        .ssh_cmd(&bad_known, &key, "alice", "true")
         .output()
         .unwrap();
     assert!(
@@ -258,37 +170,8 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
         "a changed host key must be refused"
     );
 
-    // Clean poweroff leaves a clean journal.
-    let _ = Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known.display()))
-        .arg("-i")
-        .arg(&key)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("alice@127.0.0.1")
-        .arg("sudo -n poweroff")
-        .status();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = vm.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "no power-off");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert!(
-        status.success(),
-        "pideploy qemu exits 0 on a clean power-off: {status}"
-    );
+    // Clean poweroff (exit 0 from pideploy qemu) leaves a clean journal.
+    vm.power_off(&known, &key, "alice");
     let root = w.join("root.part");
     extract(&img, parts[1].0, parts[1].1, &root);
     run(Command::new("e2fsck").arg("-fn").arg(&root));

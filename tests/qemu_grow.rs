@@ -10,125 +10,14 @@ mod common;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::guest::Guest;
 use common::*;
 
 /// How much each test enlarges its image.
 const GROW_BYTES: u64 = 256 << 20;
-
-/// One `pideploy qemu` run (all the boots it makes), its console captured in `log`.
-struct Run {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Run {
-    fn start(image: &Path, log: PathBuf) -> Run {
-        let port = pideploy_qemu::free_port().unwrap();
-        let child = pideploy()
-            .arg("qemu")
-            .arg(image)
-            .arg("--ssh-port")
-            .arg(port.to_string())
-            .arg("--timeout")
-            .arg("150")
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Run { child, log, port }
-    }
-
-    fn console(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for(&mut self, marker: &str, limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let text = self.console();
-            if text.contains(marker) {
-                return text;
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("pideploy qemu ended ({st}) before {marker:?}:\n{text}");
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no {marker:?} after {limit:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// An ssh command for `pi` on this guest, trusting only the host key the guest printed on its
-    /// console (strict checking, written fresh for this run's port).
-    fn ssh_cmd(&self, dir: &Path, key: &Path, cmd: &str) -> Command {
-        let console = self.console();
-        let host_key = console
-            .lines()
-            .rev()
-            .find_map(|l| l.split("ssh host key: ").nth(1))
-            .expect("the guest prints its ssh host key")
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let known = dir.join("known_hosts");
-        fs::write(&known, format!("[127.0.0.1]:{} {host_key}\n", self.port)).unwrap();
-        let mut c = Command::new("ssh");
-        c.args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known.display()))
-        .arg("-i")
-        .arg(key)
-        .arg("-p")
-        .arg(self.port.to_string())
-        .arg("pi@127.0.0.1")
-        .arg(cmd);
-        c
-    }
-
-    /// Runs `cmd` over SSH; its trimmed stdout.
-    fn ssh(&self, dir: &Path, key: &Path, cmd: &str) -> String {
-        let out = run(&mut self.ssh_cmd(dir, key, cmd));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Powers the guest off over SSH and expects `pideploy qemu` to end with status 0.
-    fn power_off(&mut self, dir: &Path, key: &Path) {
-        // The connection drops as the guest goes down, so ssh's own status says nothing.
-        let _ = self
-            .ssh_cmd(dir, key, "sudo -n poweroff")
-            .stderr(Stdio::null())
-            .status();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "no power-off");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        assert!(status.success(), "clean power-off: {status}");
-    }
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -229,7 +118,12 @@ fn grows_once(table: &str) {
     let total = enlarge(&s.image);
 
     // First boot: the table grows, the guest reboots once, the filesystem grows.
-    let mut vm = Run::start(&s.image, s.w.join("console-1.log"));
+    let mut vm = Guest::start(
+        &s.image,
+        s.w.join("console-1.log"),
+        Duration::from_secs(150),
+        4,
+    );
     let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(120));
     assert!(
         console.contains(&format!(
@@ -255,32 +149,43 @@ fn grows_once(table: &str) {
 
     // Inside the guest: the kernel's partition and the mounted filesystem are the bigger ones.
     let sectors: u64 = vm
-        .ssh(&s.w, &s.key, "cat /sys/class/block/vda2/size")
+        .ssh(
+            &vm.known_hosts(&s.w),
+            &s.key,
+            "pi",
+            "cat /sys/class/block/vda2/size",
+        )
         .parse()
         .unwrap();
     assert!(
         sectors > old_size + (GROW_BYTES / 512) * 9 / 10,
         "vda2 has {sectors} sectors, was {old_size}"
     );
-    let df = vm.ssh(&s.w, &s.key, "df -k / | tail -n 1");
+    let df = vm.ssh(&vm.known_hosts(&s.w), &s.key, "pi", "df -k / | tail -n 1");
     let df_kib: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(
         df_kib * 1024 > old_size * 512,
         "df shows {df_kib} KiB, more than the old partition's {} KiB: {df}",
         old_size / 2
     );
-    let record = vm.ssh(&s.w, &s.key, "cat /pideploy/var/root-grown");
+    let record = vm.ssh(
+        &vm.known_hosts(&s.w),
+        &s.key,
+        "pi",
+        "cat /pideploy/var/root-grown",
+    );
     assert!(record.contains("result=grown"), "{record}");
     assert!(record.contains(&format!("table={table}")), "{record}");
     assert_eq!(
         vm.ssh(
-            &s.w,
+            &vm.known_hosts(&s.w),
             &s.key,
+            "pi",
             "test -e /pideploy/var/root-grow.pending && echo left || echo gone"
         ),
         "gone"
     );
-    vm.power_off(&s.w, &s.key);
+    vm.power_off(&vm.known_hosts(&s.w), &s.key, "pi");
 
     // Outside: the table and the filesystem, checked by tools that share nothing with the script.
     let json = sfdisk_json(&s.image);
@@ -324,7 +229,12 @@ fn grows_once(table: &str) {
     run(Command::new("fsck.fat").arg("-n").arg(&boot));
 
     // Second boot: nothing more to grow, and the console says so.
-    let mut vm = Run::start(&s.image, s.w.join("console-2.log"));
+    let mut vm = Guest::start(
+        &s.image,
+        s.w.join("console-2.log"),
+        Duration::from_secs(150),
+        4,
+    );
     let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(90));
     assert!(
         console.contains("pideploy: grow-root: already done on first boot (result=grown"),
@@ -332,7 +242,7 @@ fn grows_once(table: &str) {
     );
     assert!(!console.contains("grow-root: growing"), "{console}");
     assert!(!console.contains("reboot: Restarting system"), "{console}");
-    vm.power_off(&s.w, &s.key);
+    vm.power_off(&vm.known_hosts(&s.w), &s.key, "pi");
     assert_eq!(
         partitions(&s.image),
         parts,
@@ -376,7 +286,12 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
     let before = partitions(&s.image);
     enlarge(&s.image);
 
-    let mut vm = Run::start(&s.image, s.w.join("console-1.log"));
+    let mut vm = Guest::start(
+        &s.image,
+        s.w.join("console-1.log"),
+        Duration::from_secs(150),
+        4,
+    );
     let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(120));
     assert!(
         console.contains("pideploy: grow-root: FAILED: resize2fs is missing"),
@@ -385,9 +300,14 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
     assert!(console.contains("the system boots normally"), "{console}");
     assert!(!console.contains("reboot: Restarting system"), "{console}");
     assert!(vm
-        .ssh(&s.w, &s.key, "cat /pideploy/var/root-grown")
+        .ssh(
+            &vm.known_hosts(&s.w),
+            &s.key,
+            "pi",
+            "cat /pideploy/var/root-grown"
+        )
         .contains("result=failed"));
-    vm.power_off(&s.w, &s.key);
+    vm.power_off(&vm.known_hosts(&s.w), &s.key, "pi");
     assert_eq!(partitions(&s.image), before, "the table is untouched");
     assert_eq!(
         first_sector(&s.image),
@@ -397,11 +317,16 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
     check_root_fs(&s.w, &s.image, before[1].0, before[1].1);
 
     // Recorded: the next boot does not try again.
-    let mut vm = Run::start(&s.image, s.w.join("console-2.log"));
+    let mut vm = Guest::start(
+        &s.image,
+        s.w.join("console-2.log"),
+        Duration::from_secs(150),
+        4,
+    );
     let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(90));
     assert!(
         console.contains("pideploy: grow-root: already done on first boot (result=failed"),
         "{console}"
     );
-    vm.power_off(&s.w, &s.key);
+    vm.power_off(&vm.known_hosts(&s.w), &s.key, "pi");
 }

@@ -2,6 +2,8 @@
 //! only, cached under target/debian-arm64), and small process utilities.
 #![allow(dead_code)]
 
+pub mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;

@@ -1,0 +1,138 @@
+//! A QEMU guest booted by `pideploy qemu` (all its boots), its console captured, reached over SSH
+//! with strict host-key checking against the key the guest printed on that console.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{pideploy, run};
+
+/// One `pideploy qemu` run; killed (by its own handle) when dropped.
+pub struct Guest {
+    /// The `pideploy qemu` process.
+    pub child: Child,
+    /// Its stdout: the guest console of every boot.
+    pub log: PathBuf,
+    /// Host port forwarded to the guest's SSH server.
+    pub port: u16,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Guest {
+    /// Boots `image` with a hard `timeout`, following up to `max_boots` boots.
+    pub fn start(image: &Path, log: PathBuf, timeout: Duration, max_boots: u32) -> Guest {
+        let port = pideploy_qemu::free_port().unwrap();
+        let child = pideploy()
+            .arg("qemu")
+            .arg(image)
+            .args(["--ssh-port", &port.to_string()])
+            .args(["--timeout", &timeout.as_secs().to_string()])
+            .args(["--max-boots", &max_boots.to_string()])
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Guest { child, log, port }
+    }
+
+    /// Everything the console showed so far.
+    pub fn console(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `marker` has appeared `count` times; panics with the console on timeout or exit.
+    pub fn wait_for_nth(&mut self, marker: &str, count: usize, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.console();
+            if text.matches(marker).count() >= count {
+                return text;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("pideploy qemu ended ({st}) before {marker:?} #{count}:\n{text}");
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no {marker:?} #{count} after {limit:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits for the first `marker`.
+    pub fn wait_for(&mut self, marker: &str, limit: Duration) -> String {
+        self.wait_for_nth(marker, 1, limit)
+    }
+
+    /// Writes `dir/known_hosts` trusting only the host key the guest printed last; returns its path.
+    pub fn known_hosts(&self, dir: &Path) -> PathBuf {
+        let console = self.console();
+        let host_key = console
+            .lines()
+            .rev()
+            .find_map(|l| l.split("ssh host key: ").nth(1))
+            .expect("the guest prints its ssh host key")
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let known = dir.join("known_hosts");
+        fs::write(&known, format!("[127.0.0.1]:{} {host_key}\n", self.port)).unwrap();
+        known
+    }
+
+    /// An OpenSSH command for `user` running `cmd`, with strict checking against `known`.
+    pub fn ssh_cmd(&self, known: &Path, key: &Path, user: &str, cmd: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &self.port.to_string()])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg(cmd);
+        c
+    }
+
+    /// Runs `cmd` over SSH (must succeed); its trimmed stdout.
+    pub fn ssh(&self, known: &Path, key: &Path, user: &str, cmd: &str) -> String {
+        let out = run(&mut self.ssh_cmd(known, key, user, cmd));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs a command that ends the connection under itself (reboot, poweroff): its status says nothing.
+    pub fn ssh_detached(&self, known: &Path, key: &Path, user: &str, cmd: &str) {
+        let _ = self
+            .ssh_cmd(known, key, user, cmd)
+            .stderr(Stdio::null())
+            .output();
+    }
+
+    /// Powers off over SSH (`sudo -n poweroff` as `user`) and expects `pideploy qemu` to exit 0.
+    pub fn power_off(&mut self, known: &Path, key: &Path, user: &str) {
+        self.ssh_detached(known, key, user, "sudo -n poweroff");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no power-off");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(status.success(), "clean power-off: {status}");
+    }
+}
