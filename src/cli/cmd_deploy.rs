@@ -27,6 +27,9 @@ pub struct Conn {
     /// Trust an unknown host key on first use (a changed key is never accepted).
     #[arg(long)]
     accept_new: bool,
+    /// Apply to this directory on the target instead of `/` (a mounted card, or a test root).
+    #[arg(long, value_name = "DIR")]
+    root: Option<String>,
 }
 
 /// `pideploy switch|boot|test`.
@@ -115,6 +118,11 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn connect(c: &Conn) -> Res<(Box<dyn Transport>, AgentCall)> {
     if let Some(dir) = c.target.strip_prefix("local:") {
+        if c.root.is_some() {
+            return Err(
+                "--root is for SSH targets; with local:DIR the directory is the root".into(),
+            );
+        }
         let root = std::fs::canonicalize(dir).map_err(|e| format!("--target {}: {e}", c.target))?;
         return Ok((
             Box::new(LocalTransport::new()),
@@ -132,13 +140,11 @@ fn connect(c: &Conn) -> Res<(Box<dyn Transport>, AgentCall)> {
     o.accept_new = c.accept_new;
     let t = SshTransport::connect(&o)?;
     let sudo = o.user.as_deref() != Some("root");
-    Ok((
-        Box::new(t),
-        AgentCall {
-            root: "/".into(),
-            sudo,
-        },
-    ))
+    let root = c.root.clone().unwrap_or_else(|| "/".into());
+    if !root.starts_with('/') {
+        return Err(format!("--root {root}: give an absolute path on the target").into());
+    }
+    Ok((Box::new(t), AgentCall { root, sudo }))
 }
 
 fn deployer() -> String {
@@ -299,6 +305,7 @@ pub fn gc(ui: &Ui, g: &Global, a: GcArgs) -> CmdResult {
         identity: a.identity,
         known_hosts: a.known_hosts,
         accept_new: a.accept_new,
+        root: None,
     };
     let (mut t, call) = connect(&conn)?;
     deploy::query(t.as_mut(), &call)?;
