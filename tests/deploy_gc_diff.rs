@@ -149,24 +149,8 @@ fn gc_diff_and_dry_activate_on_a_local_root() {
         .arg(a_cfg)
         .arg("-o")
         .arg(&img));
-    let parts = partitions(&img);
-    let (bootp, rootp) = (w.join("boot.part"), w.join("root.part"));
-    extract(&img, parts[0].0, parts[0].1, &bootp);
-    extract(&img, parts[1].0, parts[1].1, &rootp);
     let root = w.join("target");
-    fs::create_dir(&root).unwrap();
-    run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("rdump / {}", root.display()))
-        .arg(&rootp));
-    fs::create_dir_all(root.join("boot/firmware")).unwrap();
-    run(Command::new("mcopy")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-s", "-n", "-i"])
-        .arg(&bootp)
-        .arg("::/config.txt")
-        .arg("::/gen-1")
-        .arg(root.join("boot/firmware")));
+    unpack_image(&img, w, &root);
     let target = format!("local:{}", root.display());
     let prof = root.join("pideploy/var/profiles");
     let fw = root.join("boot/firmware");

@@ -66,24 +66,8 @@ fn switch_noop_generations_rollback_and_lock_on_a_local_root() {
         .arg(&a_cfg)
         .arg("-o")
         .arg(&img));
-    let parts = partitions(&img);
-    let (bootp, rootp) = (w.join("boot.part"), w.join("root.part"));
-    extract(&img, parts[0].0, parts[0].1, &bootp);
-    extract(&img, parts[1].0, parts[1].1, &rootp);
     let root = w.join("target");
-    fs::create_dir(&root).unwrap();
-    run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("rdump / {}", root.display()))
-        .arg(&rootp));
-    fs::create_dir_all(root.join("boot/firmware")).unwrap();
-    run(Command::new("mcopy")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-s", "-n", "-i"])
-        .arg(&bootp)
-        .arg("::/config.txt")
-        .arg("::/gen-1")
-        .arg(root.join("boot/firmware")));
+    unpack_image(&img, w, &root);
     let target = format!("local:{}", root.display());
     let gen1_cmdline = fs::read_to_string(root.join("boot/firmware/gen-1/cmdline.txt")).unwrap();
 

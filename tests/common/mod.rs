@@ -175,3 +175,26 @@ pub fn partitions(image: &Path) -> Vec<(u64, u64, String)> {
         })
         .collect()
 }
+
+/// Unpacks an image into `root` the way it sits on a card: the ext4 root partition's tree
+/// (debugfs rdump, no mounting) with the boot partition's `config.txt` and `gen-1/` under
+/// `boot/firmware` (mtools). A deploy target for `--target local:ROOT`.
+pub fn unpack_image(image: &Path, work: &Path, root: &Path) {
+    let parts = partitions(image);
+    let (bootp, rootp) = (work.join("boot.part"), work.join("root.part"));
+    extract(image, parts[0].0, parts[0].1, &bootp);
+    extract(image, parts[1].0, parts[1].1, &rootp);
+    std::fs::create_dir(root).unwrap();
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump / {}", root.display()))
+        .arg(&rootp));
+    std::fs::create_dir_all(root.join("boot/firmware")).unwrap();
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-s", "-n", "-i"])
+        .arg(&bootp)
+        .arg("::/config.txt")
+        .arg("::/gen-1")
+        .arg(root.join("boot/firmware")));
+}
