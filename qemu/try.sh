@@ -55,6 +55,6 @@ ssh_pi() {
         -o ConnectTimeout=20 -i "$work/id_ed25519" -p "$port" pi@127.0.0.1 "$@"
 }
 echo "-- logged in as pi over SSH:"
-ssh_pi 'echo "  $(whoami)@$(hostname): $(uname -sm), $(cat /run/current-system/manifest.json | grep -c name) manifest lines"; echo "  generation: $(readlink /pideploy/var/profiles/system)"'
+ssh_pi 'echo "  $(whoami)@$(hostname): $(uname -sm), running $(readlink /run/current-system)"; echo "  default: $(readlink /pideploy/var/profiles/system)"'
 ssh_pi 'sudo -n poweroff' || true
 wait $vm && echo "== done: the VM powered off cleanly. Image: $work/pi.img (boot it again: $PIDEPLOY qemu $work/pi.img)"
