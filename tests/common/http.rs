@@ -65,7 +65,7 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Every request answered so far, in order of completion.
+    /// Every request answered so far, in the order the answers started.
     pub fn requests(&self) -> Vec<Request> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -125,23 +125,23 @@ fn serve(conn: TcpStream, root: &Path, log: &Mutex<Vec<Request>>) {
         404 => "Not Found",
         _ => "Method Not Allowed",
     };
+    // Logged before the answer is written: the client may see the whole body and exit before
+    // this thread runs again, and a test checking the log right after must not race that.
+    log.lock().unwrap_or_else(|p| p.into_inner()).push(Request {
+        method,
+        path,
+        status,
+    });
     let mut out = &conn;
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let sent = out
+    let _ = out
         .write_all(head.as_bytes())
         .and_then(|()| out.write_all(&body))
         .and_then(|()| out.flush());
     let _ = conn.shutdown(Shutdown::Write);
-    if sent.is_ok() {
-        log.lock().unwrap_or_else(|p| p.into_inner()).push(Request {
-            method,
-            path,
-            status,
-        });
-    }
 }
 
 /// The file under `root` a request path names; `None` for anything that would leave `root`.
