@@ -7,5 +7,6 @@ pub mod boot_entry;
 pub mod cli;
 pub mod closure;
 pub mod deploy;
+pub mod fleet;
 pub mod image_build;
 pub mod shell;

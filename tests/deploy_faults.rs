@@ -93,10 +93,7 @@ fn cut_copy_registers_nothing_and_a_rerun_completes() {
 
     let root = w.join("target");
     fs::create_dir(&root).unwrap();
-    let call = AgentCall {
-        root: root.display().to_string(),
-        sudo: false,
-    };
+    let call = AgentCall::plain(root.display().to_string());
     let mut local = LocalTransport::new();
     let state = deploy::query(&mut local, &call).unwrap();
     assert!(state.have.is_empty());
@@ -138,10 +135,7 @@ fn cut_copy_registers_nothing_and_a_rerun_completes() {
     // A path whose contents do not match the listing sent with it is refused as a whole.
     let fresh = w.join("target2");
     fs::create_dir(&fresh).unwrap();
-    let call2 = AgentCall {
-        root: fresh.display().to_string(),
-        sudo: false,
-    };
+    let call2 = AgentCall::plain(fresh.display().to_string());
     let base = "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a-forged";
     let mut raw = Vec::new();
     {

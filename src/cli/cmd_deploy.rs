@@ -4,44 +4,61 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use pideploy_transport::{LocalTransport, SshOptions, SshTransport, Transport};
 
 use super::cmd_build::build_for;
+use super::cmd_fleet::{deploy_fleet, Selection, Settings};
+use super::conn::{connect, Conn, ConnOpts, Connector};
 use super::{CmdResult, Context, Global, Target, Ui};
 use crate::deploy::diff::{diff, Manifest, SystemDescription};
 use crate::deploy::gc::{self as gcmod, GcPolicy};
-use crate::deploy::{self, Activation, AgentCall, Mode};
-
-/// Where and how to reach the target.
-#[derive(Args, Debug, Clone)]
-pub struct Conn {
-    /// `user@host[:port]` (ssh), or `local:DIR` to apply to a root directory on this machine.
-    #[arg(long, short = 't', value_name = "TARGET")]
-    target: String,
-    /// Identity file for SSH (repeatable); default: ssh-agent, then ~/.ssh/id_*.
-    #[arg(long, short = 'i', value_name = "FILE")]
-    identity: Vec<PathBuf>,
-    /// known_hosts file (default ~/.ssh/known_hosts).
-    #[arg(long, value_name = "FILE")]
-    known_hosts: Option<PathBuf>,
-    /// Trust an unknown host key on first use (a changed key is never accepted).
-    #[arg(long)]
-    accept_new: bool,
-    /// Apply to this directory on the target instead of `/` (a mounted card, or a test root).
-    #[arg(long, value_name = "DIR")]
-    root: Option<String>,
-}
+use crate::deploy::run::{self, BootChange, Connect, Event, Job};
+use crate::deploy::{self, Activation, Mode};
 
 /// `pideploy switch|boot|test`.
 #[derive(Args, Debug)]
 pub struct DeployArgs {
     #[command(flatten)]
     target: Target,
+    /// `user@host[:port]` (ssh), or `local:DIR` to apply to a root directory on this machine;
+    /// repeat it to deploy to several targets at once (then --root applies to the SSH ones).
+    #[arg(
+        long = "target",
+        short = 't',
+        value_name = "TARGET",
+        required_unless_present_any = ["hosts", "on"]
+    )]
+    targets: Vec<String>,
     #[command(flatten)]
-    conn: Conn,
+    conn: ConnOpts,
+    /// Inventory of hosts (names, targets, SSH settings, configs, tags); without --on, every host
+    /// in it. Default with --on: hosts.toml in the current directory.
+    #[arg(long, value_name = "FILE")]
+    hosts: Option<PathBuf>,
+    /// Inventory hosts to deploy to: names, globs (`web-*`, `db-?`) and `@tag`s, comma-separated.
+    #[arg(long, value_name = "HOSTS")]
+    on: Option<String>,
+    /// With several hosts: deploy to at most N at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
     /// A note stored with the generation.
     #[arg(long, short = 'm', default_value = "")]
     message: String,
+    /// Seconds the target waits for the deployer's confirmation (over a new SSH connection)
+    /// before it returns to the previous generation by itself.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    confirm_timeout: u64,
+    /// Do not wait for a confirmation: the activation stands even if the target becomes unreachable.
+    #[arg(long)]
+    no_magic_rollback: bool,
+    /// When the boot entry changes, commit it and reboot plainly instead of trying it once (tryboot).
+    #[arg(long, conflicts_with = "no_reboot")]
+    reboot: bool,
+    /// When the boot entry changes, commit it without rebooting (it takes effect at the next boot).
+    #[arg(long)]
+    no_reboot: bool,
+    /// Seconds to wait for a rebooted target to answer again.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    boot_timeout: u64,
 }
 
 /// `pideploy generations`.
@@ -70,15 +87,8 @@ pub struct GcArgs {
     /// Target to collect (`user@host[:port]` or `local:DIR`); without it, the local store.
     #[arg(long, short = 't', value_name = "TARGET")]
     target: Option<String>,
-    /// Identity file for SSH (repeatable).
-    #[arg(long, short = 'i', value_name = "FILE")]
-    identity: Vec<PathBuf>,
-    /// known_hosts file (default ~/.ssh/known_hosts).
-    #[arg(long, value_name = "FILE")]
-    known_hosts: Option<PathBuf>,
-    /// Trust an unknown host key on first use.
-    #[arg(long)]
-    accept_new: bool,
+    #[command(flatten)]
+    conn: ConnOpts,
     /// Keep the newest N generations (the default and the running one are always kept).
     #[arg(long, value_name = "N", conflicts_with = "older_than")]
     keep: Option<u32>,
@@ -116,37 +126,6 @@ pub struct DryActivateArgs {
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn connect(c: &Conn) -> Res<(Box<dyn Transport>, AgentCall)> {
-    if let Some(dir) = c.target.strip_prefix("local:") {
-        if c.root.is_some() {
-            return Err(
-                "--root is for SSH targets; with local:DIR the directory is the root".into(),
-            );
-        }
-        let root = std::fs::canonicalize(dir).map_err(|e| format!("--target {}: {e}", c.target))?;
-        return Ok((
-            Box::new(LocalTransport::new()),
-            AgentCall {
-                root: root.display().to_string(),
-                sudo: false,
-            },
-        ));
-    }
-    let mut o = SshOptions::parse_target(&c.target)?;
-    o.identities = c.identity.clone();
-    if c.known_hosts.is_some() {
-        o.known_hosts = c.known_hosts.clone();
-    }
-    o.accept_new = c.accept_new;
-    let t = SshTransport::connect(&o)?;
-    let sudo = o.user.as_deref() != Some("root");
-    let root = c.root.clone().unwrap_or_else(|| "/".into());
-    if !root.starts_with('/') {
-        return Err(format!("--root {root}: give an absolute path on the target").into());
-    }
-    Ok((Box::new(t), AgentCall { root, sudo }))
-}
-
 fn deployer() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
@@ -163,46 +142,81 @@ fn now() -> u64 {
 }
 
 pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
+    let settings = Settings {
+        mode,
+        message: a.message.clone(),
+        deployer: deployer(),
+        confirm_timeout: (!a.no_magic_rollback).then(|| Duration::from_secs(a.confirm_timeout)),
+        boot_change: if a.reboot {
+            BootChange::Reboot
+        } else if a.no_reboot {
+            BootChange::NextBoot
+        } else {
+            BootChange::Tryboot
+        },
+        boot_timeout: Duration::from_secs(a.boot_timeout),
+    };
+    let one = match &a.targets[..] {
+        [t] if a.hosts.is_none() && a.on.is_none() => t,
+        _ => {
+            let sel = Selection {
+                targets: &a.targets,
+                conn: &a.conn,
+                hosts: a.hosts.as_deref(),
+                on: a.on.as_deref(),
+                build: &a.target,
+            };
+            return deploy_fleet(ui, g, sel, a.limit as usize, settings);
+        }
+    };
     let started = Instant::now();
+    let connector = Connector::new(one, &a.conn)?;
     let (loaded, built, _, ctx) = build_for(ui, g, &a.target)?;
     let closure = ctx.store.closure(std::slice::from_ref(&built.toplevel))?;
-    let (mut t, call) = connect(&a.conn)?;
-    let state = deploy::query(t.as_mut(), &call)?;
-    if let Some(h) = &state.locked {
-        return Err(format!(
-            "{} is being deployed by {h}; wait for it to finish",
-            t.describe()
-        )
-        .into());
-    }
-    let report = deploy::copy(t.as_mut(), &call, &ctx.store, &state, &closure)?;
-    ui.info(format!(
-        "copied {} store paths ({} MiB, {} MiB over the wire), {} already there",
-        report.sent.len(),
-        report.raw_bytes >> 20,
-        report.wire_bytes >> 20,
-        report.skipped
-    ));
-    let rootarg = state.rootarg.clone().unwrap_or_default();
-    let deployer = deployer();
-    let request = deploy::SwitchRequest {
+    let call = connector.agent()?;
+    let job = Job {
         mode,
+        store: &ctx.store,
         toplevel: &built.toplevel,
-        deployer: &deployer,
+        closure: &closure,
+        config: &loaded.config,
+        deployer: &settings.deployer,
         time: now(),
-        message: &a.message,
-        rootarg: &rootarg,
+        message: &settings.message,
+        confirm_timeout: settings.confirm_timeout,
+        boot_change: settings.boot_change,
+        boot_timeout: settings.boot_timeout,
     };
-    let result = deploy::activate(t.as_mut(), &call, &request)?;
-    let secrets = deploy::secrets::send(t.as_mut(), &call, &loaded.config)?;
-    if secrets > 0 {
-        ui.info(format!("wrote {secrets} secrets"));
+    let who = connector.describe();
+    let outcome = run::deploy(&connector, &call, &job, &mut |e| match e {
+        Event::Connected => ui.detail(format!("{who}: connected")),
+        Event::Copying { paths } => ui.detail(format!("{who}: sending {paths} store paths")),
+        Event::Copied(r) => ui.info(format!(
+            "copied {} store paths ({} MiB, {} bytes over the wire), {} already there",
+            r.sent.len(),
+            r.raw_bytes >> 20,
+            r.wire_bytes,
+            r.skipped
+        )),
+        Event::Confirming(n) => ui.info(format!(
+            "{who}: generation {n} is active; confirming over a new connection"
+        )),
+        Event::Rebooting {
+            generation,
+            tryboot,
+        } => ui.info(format!(
+            "{who}: the boot entry changes; rebooting into generation {generation}{}",
+            if tryboot { " once (tryboot)" } else { "" }
+        )),
+        Event::BackUp => ui.info(format!("{who}: back up")),
+    })?;
+    if outcome.secrets > 0 {
+        ui.info(format!("wrote {} secrets", outcome.secrets));
     }
     let took = fmt_secs(started.elapsed());
-    match result {
-        Activation::Generation(n) => ui.info(format!(
-            "{}: generation {n} is {} ({took})",
-            t.describe(),
+    match outcome.activation {
+        Activation::Generation(n) | Activation::Pending(n) => ui.info(format!(
+            "{who}: generation {n} is {} ({took})",
             match mode {
                 Mode::Switch => "active and the default",
                 Mode::Boot => "the default from the next boot",
@@ -210,12 +224,10 @@ pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
             }
         )),
         Activation::Unchanged => ui.info(format!(
-            "{}: already running this system; nothing changed ({took})",
-            t.describe()
+            "{who}: already running this system; nothing changed ({took})"
         )),
         Activation::Tested => ui.info(format!(
-            "{}: activated for testing; a reboot returns to the default ({took})",
-            t.describe()
+            "{who}: activated for testing; a reboot returns to the default ({took})"
         )),
     }
     println!("{}", built.toplevel.absolute());
@@ -227,7 +239,7 @@ fn fmt_secs(d: Duration) -> String {
 }
 
 pub fn generations(_ui: &Ui, a: GenerationsArgs) -> CmdResult {
-    let (mut t, call) = connect(&a.conn)?;
+    let (mut t, call) = connect(&a.conn.target, &a.conn.opts)?;
     let state = deploy::query(t.as_mut(), &call)?;
     let list = deploy::generations(t.as_mut(), &call)?;
     let default = state.default_generation();
@@ -267,7 +279,7 @@ pub fn generations(_ui: &Ui, a: GenerationsArgs) -> CmdResult {
 }
 
 pub fn rollback(ui: &Ui, a: RollbackArgs) -> CmdResult {
-    let (mut t, call) = connect(&a.conn)?;
+    let (mut t, call) = connect(&a.conn.target, &a.conn.opts)?;
     let state = deploy::query(t.as_mut(), &call)?;
     let default = state
         .default_generation()
@@ -300,14 +312,7 @@ pub fn gc(ui: &Ui, g: &Global, a: GcArgs) -> CmdResult {
         (None, Some(age)) => GcPolicy::OlderThan(gcmod::parse_age(age)?),
         _ => return Err("gc --target needs --keep N or --older-than AGE (e.g. 30d)".into()),
     };
-    let conn = Conn {
-        target,
-        identity: a.identity,
-        known_hosts: a.known_hosts,
-        accept_new: a.accept_new,
-        root: None,
-    };
-    let (mut t, call) = connect(&conn)?;
+    let (mut t, call) = connect(&target, &a.conn)?;
     deploy::query(t.as_mut(), &call)?;
     let r = deploy::gc(t.as_mut(), &call, policy, &deployer(), now())?;
     for n in &r.generations {
@@ -369,7 +374,7 @@ fn print_diff(old: &Manifest, new: &Manifest) {
 pub fn diff_cmd(ui: &Ui, g: &Global, a: DiffArgs) -> CmdResult {
     let (old, new) = match (a.old, a.new) {
         (Some(o), Some(n)) => {
-            let (mut t, call) = connect(&a.conn)?;
+            let (mut t, call) = connect(&a.conn.target, &a.conn.opts)?;
             let state = deploy::query(t.as_mut(), &call)?;
             let top = |n: u32| -> Res<String> {
                 state.generations.get(&n).cloned().ok_or_else(|| {
@@ -388,7 +393,7 @@ pub fn diff_cmd(ui: &Ui, g: &Global, a: DiffArgs) -> CmdResult {
         }
         _ => {
             let (_, built, _, ctx) = build_for(ui, g, &a.target)?;
-            let (mut t, call) = connect(&a.conn)?;
+            let (mut t, call) = connect(&a.conn.target, &a.conn.opts)?;
             let state = deploy::query(t.as_mut(), &call)?;
             let cur = state
                 .current
@@ -413,7 +418,7 @@ pub fn diff_cmd(ui: &Ui, g: &Global, a: DiffArgs) -> CmdResult {
 pub fn dry_activate(ui: &Ui, g: &Global, a: DryActivateArgs) -> CmdResult {
     let (_, built, _, ctx) = build_for(ui, g, &a.target)?;
     let closure = ctx.store.closure(std::slice::from_ref(&built.toplevel))?;
-    let (mut t, call) = connect(&a.conn)?;
+    let (mut t, call) = connect(&a.conn.target, &a.conn.opts)?;
     let state = deploy::query(t.as_mut(), &call)?;
     let send = deploy::state::to_send(&state, &closure);
     let mut bytes = 0;

@@ -2,9 +2,11 @@
 
 mod cmd_build;
 mod cmd_deploy;
+mod cmd_fleet;
 mod cmd_image;
 mod cmd_lock;
 mod cmd_qemu;
+mod conn;
 mod context;
 mod ui;
 
@@ -139,6 +141,15 @@ pub fn run() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
+            // What the target said (an activation's log) goes above the one error line.
+            if let Some(crate::deploy::DeployError::Agent { output, .. }) = e.downcast_ref() {
+                let lines: Vec<&str> = output.lines().collect();
+                if lines.len() > 1 {
+                    for l in &lines[..lines.len() - 1] {
+                        eprintln!("  | {l}");
+                    }
+                }
+            }
             eprintln!("pideploy: error: {}", error_line(e.as_ref()));
             1
         }

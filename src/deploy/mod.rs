@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod gc;
+pub mod run;
 pub mod secrets;
 pub mod state;
 pub mod stream;
@@ -42,12 +43,58 @@ pub enum DeployError {
         step: &'static str,
         /// Target.
         target: String,
-        /// The agent's error output.
+        /// The last line of the agent's error output.
         message: String,
+        /// All of its error output (an activation's log), shown above the error line.
+        output: String,
     },
     /// Local I/O (building the stream).
     #[error("{0}")]
     Local(String),
+    /// The target did not come back after a reboot.
+    #[error("{target} did not come back within {waited} s of rebooting ({last}); if the new boot entry hangs, power-cycle it: the firmware then boots the committed generation")]
+    NotBack {
+        /// Target.
+        target: String,
+        /// Seconds waited.
+        waited: u64,
+        /// The last connection error.
+        last: String,
+    },
+    /// The new generation did not boot (tryboot fell back).
+    #[error("generation {generation} did not boot on {target}; it is back on the committed generation ({running}) and generation {generation} was dropped")]
+    BootFailed {
+        /// Target.
+        target: String,
+        /// The generation that failed.
+        generation: u32,
+        /// Toplevel running instead.
+        running: String,
+    },
+    /// The confirmation could not be sent: the target reverts by itself.
+    #[error("could not reach {target} again after activating generation {generation} ({why}); it returns to the previous generation by itself within {timeout} s")]
+    Unconfirmed {
+        /// Target.
+        target: String,
+        /// The unconfirmed generation.
+        generation: u32,
+        /// Confirmation timeout.
+        timeout: u64,
+        /// Why the new connection failed.
+        why: String,
+    },
+    /// Health checks failed after activation: reverted.
+    #[error("generation {generation} on {target} failed its health checks ({why}); {answer}")]
+    Unhealthy {
+        /// Target.
+        target: String,
+        /// The generation.
+        generation: u32,
+        /// The failing check.
+        why: String,
+        /// What the target did (reverted).
+        answer: String,
+    },
 }
 
 impl From<pideploy_transport::TransportError> for DeployError {
@@ -61,11 +108,43 @@ impl From<pideploy_transport::TransportError> for DeployError {
 pub struct AgentCall {
     /// Root the target applies generations to (`/` on a Pi; a directory in tests).
     pub root: String,
-    /// Prefix with `sudo -n --` (a non-root login).
+    /// Prefix with `sudo` (a non-root login).
     pub sudo: bool,
+    /// The sudo password (`--ask-sudo-password`): fed as the first line of stdin to `sudo -S`, so
+    /// it is never in an argv or a log. Without it sudo runs with `-n` and never prompts.
+    pub sudo_password: Option<String>,
 }
 
 impl AgentCall {
+    /// The agent applied by this user to a root directory, without sudo.
+    pub fn plain(root: impl Into<String>) -> Self {
+        AgentCall {
+            root: root.into(),
+            sudo: false,
+            sudo_password: None,
+        }
+    }
+
+    /// `sudo` with its options, or nothing for a root login.
+    pub fn sudo_prefix(&self) -> Vec<String> {
+        match (self.sudo, &self.sudo_password) {
+            (false, _) => Vec::new(),
+            // -p '': no prompt text mixed into the agent's error output.
+            (true, Some(_)) => ["sudo", "-S", "-p", "", "--"].map(String::from).to_vec(),
+            (true, None) => ["sudo", "-n", "--"].map(String::from).to_vec(),
+        }
+    }
+
+    /// The command's stdin as sudo must see it: the password line (if any) before `rest`.
+    /// sudo reads its password a byte at a time up to the newline, so `rest` reaches the command.
+    pub fn stdin<'a>(&'a self, rest: &'a mut dyn Read) -> impl Read + 'a {
+        let pw = match (&self.sudo, &self.sudo_password) {
+            (true, Some(p)) => format!("{p}\n").into_bytes(),
+            _ => Vec::new(),
+        };
+        io::Cursor::new(pw).chain(rest)
+    }
+
     /// Where the agent is kept on the target: named by its content hash, so a deployer always runs
     /// its own version. (dropbear limits command lines to 9000 bytes, so it cannot go inline.)
     fn agent_path(&self) -> String {
@@ -78,17 +157,9 @@ impl AgentCall {
         )
     }
 
-    fn prefix(&self) -> Vec<String> {
-        if self.sudo {
-            ["sudo", "-n", "--"].map(String::from).to_vec()
-        } else {
-            Vec::new()
-        }
-    }
-
     /// The argv for one agent operation.
     pub fn argv(&self, op: &str, args: &[String]) -> Vec<String> {
-        let mut v = self.prefix();
+        let mut v = self.sudo_prefix();
         v.extend([
             "sh".to_string(),
             self.agent_path(),
@@ -109,14 +180,14 @@ if [ -f "$f" ] && [ "$(sha256sum < "$f" | cut -c1-16)" = "$h" ]; then cat > /dev
     && mv -f "$f.tmp.$$" "$f" || { rm -f "$f.tmp.$$"; echo "pideploy-agent: could not install the agent at $f" >&2; exit 1; }
 fi
 exec sh "$f" "$@""#;
-        let mut v = self.prefix();
+        let mut v = self.sudo_prefix();
         v.extend(["sh", "-c", INSTALL, "pideploy-install"].map(String::from));
         v.extend([self.agent_path(), op.to_string(), self.root.clone()]);
         v
     }
 }
 
-fn call(
+pub(crate) fn call(
     t: &mut dyn Transport,
     a: &AgentCall,
     step: &'static str,
@@ -131,7 +202,7 @@ fn call(
     } else {
         a.argv(op, args)
     };
-    let code = t.exec(&argv, stdin, &mut out, &mut err)?;
+    let code = t.exec(&argv, &mut a.stdin(stdin), &mut out, &mut err)?;
     let err_text = String::from_utf8_lossy(&err).trim().to_string();
     if code != 0 {
         if err_text.contains("a password is required")
@@ -160,6 +231,7 @@ fn call(
             step,
             target: t.describe(),
             message,
+            output: err_text,
         });
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
@@ -179,6 +251,7 @@ pub fn query(t: &mut dyn Transport, a: &AgentCall) -> Result<TargetState, Deploy
         step: "query",
         target: t.describe(),
         message: m,
+        output: String::new(),
     })
 }
 
@@ -236,7 +309,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Mode::Switch => "switch",
             Mode::Boot => "boot",
@@ -254,6 +327,8 @@ pub enum Activation {
     Unchanged,
     /// `test` mode ran it.
     Tested,
+    /// Generation N is active and waits for the deployer's confirmation (magic rollback).
+    Pending(u32),
 }
 
 /// What the switch step is asked to do.
@@ -273,26 +348,44 @@ pub struct SwitchRequest<'a> {
     pub rootarg: &'a str,
 }
 
-/// Runs the agent's switch step.
+/// Runs the agent's switch step without magic rollback.
 pub fn activate(
     t: &mut dyn Transport,
     a: &AgentCall,
     r: &SwitchRequest,
 ) -> Result<Activation, DeployError> {
+    activate_with(t, a, r, r.mode.word(), 0)
+}
+
+/// Runs the agent's switch step in `mode` (switch, boot, test, tryboot); with `confirm_secs` > 0
+/// the target waits that long for a confirmation and reverts without one.
+pub fn activate_with(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    r: &SwitchRequest,
+    mode: &str,
+    confirm_secs: u64,
+) -> Result<Activation, DeployError> {
     let args = [
-        r.mode.word().to_string(),
+        mode.to_string(),
         r.toplevel.absolute(),
         r.deployer.to_string(),
         r.time.to_string(),
         r.message.replace(['"', '\\', '\n'], " "),
         r.rootarg.to_string(),
+        confirm_secs.to_string(),
     ];
     let out = call(t, a, "activating", "switch", &args, &mut io::empty())?;
     let last = out.lines().last().unwrap_or("");
+    let number = |s: &str| -> Result<u32, DeployError> {
+        s.trim()
+            .parse()
+            .map_err(|_| DeployError::Local(format!("agent said {last:?}")))
+    };
     if let Some(n) = last.strip_prefix("generation ") {
-        Ok(Activation::Generation(n.trim().parse().map_err(|_| {
-            DeployError::Local(format!("agent said {last:?}"))
-        })?))
+        Ok(Activation::Generation(number(n)?))
+    } else if let Some(n) = last.strip_prefix("pending ") {
+        Ok(Activation::Pending(number(n)?))
     } else if last.starts_with("unchanged") {
         Ok(Activation::Unchanged)
     } else if last == "tested" {
@@ -302,6 +395,7 @@ pub fn activate(
             step: "activating",
             target: t.describe(),
             message: format!("unexpected answer {last:?}"),
+            output: String::new(),
         })
     }
 }
@@ -395,6 +489,7 @@ pub fn gc(
         step: "collecting garbage",
         target: t.describe(),
         message: m,
+        output: String::new(),
     })
 }
 
@@ -416,6 +511,7 @@ pub fn describe(
         step: "reading a system's manifest",
         target: t.describe(),
         message: m,
+        output: String::new(),
     })
 }
 

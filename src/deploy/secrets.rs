@@ -50,11 +50,7 @@ pub fn send(
         let data = std::fs::read(&s.source).map_err(|e| {
             DeployError::Local(format!("reading secret source {}: {e}", s.source.display()))
         })?;
-        let mut argv = if a.sudo {
-            ["sudo", "-n", "--"].map(String::from).to_vec()
-        } else {
-            Vec::new()
-        };
+        let mut argv = a.sudo_prefix();
         argv.extend(["sh", "-c", WRITE_SECRET, "pideploy-secret"].map(String::from));
         argv.extend([
             root.clone(),
@@ -64,12 +60,18 @@ pub fn send(
             gid.to_string(),
         ]);
         let mut err = Vec::new();
-        let code = t.exec(&argv, &mut io::Cursor::new(data), &mut io::sink(), &mut err)?;
+        let code = t.exec(
+            &argv,
+            &mut a.stdin(&mut io::Cursor::new(data)),
+            &mut io::sink(),
+            &mut err,
+        )?;
         if code != 0 {
             return Err(DeployError::Agent {
                 step: "writing secrets",
                 target: t.describe(),
                 message: format!("{}: {}", s.target, String::from_utf8_lossy(&err).trim()),
+                output: String::new(),
             });
         }
     }

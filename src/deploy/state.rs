@@ -21,6 +21,8 @@ pub struct TargetState {
     pub rootarg: Option<String>,
     /// Kernel boot id (live targets only).
     pub boot_id: Option<String>,
+    /// A generation waiting for its confirmation: number and kind (live, test, tryboot).
+    pub pending: Option<(u32, String)>,
 }
 
 impl TargetState {
@@ -48,6 +50,13 @@ impl TargetState {
                 "locked" => s.locked = Some(rest.to_string()),
                 "rootarg" => s.rootarg = Some(rest.to_string()),
                 "bootid" => s.boot_id = Some(rest.to_string()),
+                "pending" => {
+                    let (n, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let n = n
+                        .parse()
+                        .map_err(|_| format!("bad pending generation in {line:?}"))?;
+                    s.pending = Some((n, kind.to_string()));
+                }
                 "end" => ended = true,
                 _ => return Err(format!("unexpected query line {line:?}")),
             }

@@ -1,13 +1,100 @@
-//! A private OpenSSH sshd on a free 127.0.0.1 port (own host key, key login as root, no PAM),
-//! killed with its session processes when dropped. Only processes it started are touched.
+//! A private OpenSSH sshd on a free 127.0.0.1 port (own host key, key login, no PAM), killed with
+//! its session processes when dropped. Only processes it started are touched.
+//!
+//! Besides root, the client key logs in as two system users the tests create (idempotently, as
+//! root): [`NOPW_USER`] with passwordless sudo, and [`PW_USER`] whose sudo wants its password
+//! ([`sudo_password`]), each allowed by a drop-in under /etc/sudoers.d checked with `visudo -c`.
 
 use std::fs;
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::run;
+
+/// A login with `NOPASSWD: ALL` sudo.
+pub const NOPW_USER: &str = "pdtest-nopw";
+/// A login whose sudo asks for [`sudo_password`].
+pub const PW_USER: &str = "pdtest-pw";
+/// The sudoers drop-in for both.
+const SUDOERS: &str = "/etc/sudoers.d/pideploy-tests";
+
+/// The password of [`PW_USER`]: random for each test process (it is a real account on this
+/// machine, so its password is not written down anywhere), set when the users are made.
+pub fn sudo_password() -> &'static str {
+    test_users()
+}
+
+/// Makes the test users and their sudoers drop-in once per process; returns the password of
+/// [`PW_USER`]. Safe when another test process does the same at the same time.
+fn test_users() -> &'static str {
+    static PASSWORD: OnceLock<String> = OnceLock::new();
+    PASSWORD.get_or_init(|| {
+        for user in [NOPW_USER, PW_USER] {
+            let exists = |u: &str| {
+                Command::new("id")
+                    .arg("-u")
+                    .arg(u)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success()
+            };
+            if !exists(user) {
+                // `*`: no password login, yet not locked (sshd without PAM refuses `!` accounts).
+                let out = Command::new("useradd")
+                    .args(["--system", "--create-home", "--shell", "/bin/sh"])
+                    .args(["--password", "*", user])
+                    .output()
+                    .expect("useradd (the tests run as root)");
+                // Exit 9: made by a concurrent test process in the meantime.
+                assert!(
+                    out.status.success() || exists(user),
+                    "useradd {user}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let mut raw = [0u8; 12];
+        fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut raw)
+            .unwrap();
+        let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            chpasswd.stdin.as_mut().unwrap(),
+            format!("{PW_USER}:{password}\n").as_bytes(),
+        )
+        .unwrap();
+        assert!(chpasswd.wait().unwrap().success(), "chpasswd {PW_USER}");
+        let rules = format!(
+            "# pideploy's integration tests (tests/common/sshd.rs)\n\
+             Defaults:{NOPW_USER} !lecture\n\
+             Defaults:{PW_USER} !lecture\n\
+             {NOPW_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n\
+             {PW_USER} ALL=(ALL:ALL) ALL\n"
+        );
+        if fs::read_to_string(SUDOERS).ok().as_deref() != Some(rules.as_str()) {
+            // A name with a dot is skipped by sudo's @includedir until it is checked and renamed.
+            let tmp = format!("{SUDOERS}.{}", std::process::id());
+            fs::write(&tmp, &rules).unwrap();
+            run(Command::new("chmod").args(["0440", &tmp]));
+            run(Command::new("visudo").args(["-q", "-c", "-f", &tmp]));
+            fs::rename(&tmp, SUDOERS).unwrap();
+        }
+        run(Command::new("visudo").args(["-q", "-c"]));
+        password
+    })
+}
 
 /// The running server.
 pub struct Sshd {
@@ -15,7 +102,7 @@ pub struct Sshd {
     pub dir: tempfile::TempDir,
     /// Port on 127.0.0.1.
     pub port: u16,
-    /// Client private key authorized for root.
+    /// Client private key authorized for root, [`NOPW_USER`] and [`PW_USER`].
     pub client_key: PathBuf,
     /// known_hosts trusting exactly this server.
     pub known_hosts: PathBuf,
@@ -70,12 +157,25 @@ impl Sshd {
             Path::new("/usr/sbin/sshd").exists(),
             "apt-get install openssh-server openssh-client"
         );
+        test_users();
         fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
-        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        // One authorized_keys per user (sshd's %u token below).
+        fs::create_dir(d.join("authorized_keys")).unwrap();
+        for user in ["root", NOPW_USER, PW_USER] {
+            fs::copy(
+                d.join("client_key.pub"),
+                d.join("authorized_keys").join(user),
+            )
+            .unwrap();
+        }
+        // sshd reads a user's keys with that user's rights; the private keys stay 0600.
+        for p in [d, &d.join("authorized_keys")] {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let config = d.join("sshd_config");
         fs::write(
             &config,
@@ -84,7 +184,7 @@ impl Sshd {
                  UsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nMaxSessions 20\n",
                 d.join("host_key").display(),
-                d.join("authorized_keys").display()
+                d.join("authorized_keys/%u").display()
             ),
         )
         .unwrap();

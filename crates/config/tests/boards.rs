@@ -44,7 +44,8 @@ fn rpi5_loads() {
             "console=tty1",
             "rootfstype=ext4",
             "rootwait",
-            "fsck.repair=yes"
+            "fsck.repair=yes",
+            "panic=10"
         ]
     );
     let p = &board.partitions;
@@ -105,7 +106,7 @@ fn qemu_board_loads() {
     );
     assert_eq!(
         board.base_packages,
-        ["busybox-static", "dropbear-bin", "e2fsprogs"]
+        ["busybox-static", "dropbear-bin", "e2fsprogs", "perl-base"]
     );
     let qemu = board.qemu.as_ref().unwrap();
     assert_eq!(

@@ -45,13 +45,40 @@ pub enum TransportError {
         source: ssh2_config::SshParserError,
     },
 
-    /// `ProxyJump` is set for the host, which this transport does not implement yet.
-    #[error("ssh config asks to reach {host} through ProxyJump {jump}, which pideploy does not support yet; deploy from a machine that reaches {host} directly, or forward a port (`ssh -L 2222:{host}:22 {jump}`) and deploy to localhost:2222")]
-    ProxyJumpUnsupported {
-        /// The target host.
+    /// A `ProxyJump` setting cannot be followed: a malformed entry, or jump hosts that lead in a circle.
+    #[error("ProxyJump {jump:?} of {host} cannot be followed: {reason}; fix the ssh config (OpenSSH syntax: `ProxyJump [user@]host[:port][,...]`, or `none`)")]
+    BadProxyJump {
+        /// The host whose ProxyJump it is.
         host: String,
-        /// The jump host(s) as configured.
+        /// The ProxyJump value as configured.
         jump: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Reaching the target failed at one of the jump hosts on the way (connecting to it, its host
+    /// key, logging in, or its forwarding to the next host).
+    #[error("connecting to {target} via jump host {jump}: {source}")]
+    JumpHost {
+        /// The final target, `user@host:port`.
+        target: String,
+        /// The jump host that failed, `alias (hostname:port)`.
+        jump: String,
+        /// What went wrong there; the same errors as for a direct connection.
+        #[source]
+        source: Box<TransportError>,
+    },
+
+    /// A jump host did not open the forwarded connection to the next host.
+    #[error("jump host {jump} could not open a connection to {to}: {source}; check that {to} is the right address as seen from the jump host and is up, and that the jump host's sshd allows forwarding (`AllowTcpForwarding yes`)")]
+    Forward {
+        /// The jump host, `user@host:port`.
+        jump: String,
+        /// The next host, `host:port` as the jump host was asked to reach it.
+        to: String,
+        /// libssh2's error (the server's refusal).
+        #[source]
+        source: ssh2::Error,
     },
 
     /// The host name did not resolve.

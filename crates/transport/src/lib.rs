@@ -1,6 +1,8 @@
 //! How pideploy runs commands on a target: one argv at a time, with stdin streamed in and
 //! stdout/stderr streamed out, either on this machine ([`LocalTransport`]) or on a Pi over one
-//! reused SSH session ([`SshTransport`]).
+//! reused SSH session ([`SshTransport`]). The SSH transport follows `~/.ssh/config` (HostName,
+//! User, Port, IdentityFile) including `ProxyJump`: a target behind jump hosts is reached
+//! through them, each checked against known_hosts and logged in to like the target.
 //!
 //! Commands are always argv lists; they are turned into a shell command line only by
 //! [`shell_join`], which quotes each argument, never by pasting strings together.

@@ -236,15 +236,35 @@ fn an_ssh_config_host_alias_is_followed() {
         (0, "root\n".to_string())
     );
 
+    // The jump host is resolved through the same config; a failure there names it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = fs::read_to_string(&config).unwrap();
+    cfg.push_str(&format!(
+        "\nHost jumpbox\n    HostName 127.0.0.1\n    Port {closed}\n    User root\n"
+    ));
+    fs::write(&config, cfg).unwrap();
     let mut o = SshOptions::new("behind-bastion");
     o.ssh_config = Some(config);
     o.user = Some("pi".into());
     let e = connect_err(&o);
+    eprintln!("{e}");
+    let TransportError::JumpHost { source, .. } = &e else {
+        panic!("expected a jump host error, got {e}");
+    };
     assert!(
-        matches!(e, TransportError::ProxyJumpUnsupported { .. }),
+        matches!(**source, TransportError::Connect { .. }),
+        "{source}"
+    );
+    assert!(
+        e.to_string().starts_with(&format!(
+            "connecting to pi@behind-bastion:22 via jump host jumpbox (127.0.0.1:{closed}): connecting to 127.0.0.1:{closed} failed"
+        )),
         "{e}"
     );
-    assert!(e.to_string().contains("jumpbox"));
 }
 
 #[test]

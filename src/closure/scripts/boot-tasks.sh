@@ -32,6 +32,19 @@ else
     echo "pideploy: warning: boot partition not mounted (generations cannot add boot entries)"
 fi
 
+# Settled before anyone can log in: a lock from the last boot is stale, and a generation that was
+# waiting for its confirmation (power lost during a deploy, or on trial through tryboot) is kept,
+# finished or dropped by what the firmware booted (the deploying agent's boot-check).
+rm -rf /pideploy/var/lock
+if [ -f /pideploy/var/pending ]; then
+    agent=$(sed -n 's/^agent //p' /pideploy/var/pending)
+    if [ -f "$agent" ]; then
+        sh "$agent" boot-check ""
+    else
+        echo "pideploy: warning: a deploy was pending but its agent $agent is gone; run pideploy generations"
+    fi
+fi
+
 if [ "$SSH_ENABLE" = 1 ]; then
     key=/etc/dropbear/dropbear_ed25519_host_key
     [ -s "$key" ] || dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1

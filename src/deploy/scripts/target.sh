@@ -13,6 +13,7 @@ prof=$P/var/profiles
 gens=$P/var/generations
 boot=$root/boot/firmware
 export LC_ALL=C
+self=$0
 
 die() { echo "pideploy-agent: $*" >&2; exit 1; }
 
@@ -62,22 +63,119 @@ write_config() { # N TOPLEVEL FILE
     sync
 }
 
-# The deployer's lock: mkdir is atomic. The holder file says who holds it.
+bootid() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo none; }
+
+# The deployer's lock: mkdir is atomic. `holder` says who holds it (line 1, for people) and which
+# process in which boot (line 2): a holder that is gone, or from an earlier boot, is stale.
 lock() {
     mkdir -p "$P/var"
     if ! mkdir "$P/var/lock" 2>/dev/null; then
-        holder=$(cat "$P/var/lock/holder" 2>/dev/null || echo unknown)
-        pid=${holder##* pid }
-        if [ -n "$pid" ] && [ "$pid" != "$holder" ] && ! kill -0 "$pid" 2>/dev/null; then
-            rm -rf "$P/var/lock"
-            mkdir "$P/var/lock" || die "locked by $holder"
-        else
-            echo "pideploy-agent: locked by $holder" >&2
+        who=$(head -n1 "$P/var/lock/holder" 2>/dev/null || echo unknown)
+        if lock_alive; then
+            echo "pideploy-agent: locked by $who" >&2
             exit 75
         fi
+        rm -rf "$P/var/lock"
+        mkdir "$P/var/lock" || die "locked by $who"
     fi
-    echo "$1 pid $$" > "$P/var/lock/holder"
+    printf '%s\npid %s boot %s\n' "$1" "$$" "$(bootid)" > "$P/var/lock/holder"
     trap 'rm -rf "$P/var/lock"' EXIT
+}
+
+lock_alive() {
+    pid=$(sed -n 's/^pid \([0-9]*\) boot .*/\1/p' "$P/var/lock/holder" 2>/dev/null)
+    b=$(sed -n 's/^pid [0-9]* boot //p' "$P/var/lock/holder" 2>/dev/null)
+    # A lock without its second line is being written right now.
+    [ -n "$pid" ] || return 0
+    [ "$b" = "$(bootid)" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# The pending generation (activated or on tryboot, waiting for the deployer's confirmation):
+# var/pending holds "key value" lines.
+pending_get() { sed -n "s/^$1 //p" "$P/var/pending" 2>/dev/null | head -n1; }
+
+pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER
+    printf 'generation %s\nkind %s\ntop %s\nprevious %s\nrootarg %s\ntimeout %s\ndeployer %s\nagent %s\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$self" > "$P/var/.pending.tmp"
+    sync
+    mv -f "$P/var/.pending.tmp" "$P/var/pending"
+    sync
+}
+
+# Starts the waiter, detached from this session (a dropped connection cannot kill it), and hands
+# it the lock.
+start_waiter() { # N
+    setsid sh "$self" wait "$root" "$1" < /dev/null >> "$P/var/waiter.log" 2>&1 &
+    printf '%s (waiting for the confirmation of generation %s)\npid %s boot %s\n' \
+        "$(pending_get deployer)" "$1" "$!" "$(bootid)" > "$P/var/lock/holder"
+    trap - EXIT
+}
+
+# Generation N becomes the default: profile link, boot entry, config.txt (each atomic).
+make_default() { # N TOP ROOTARG
+    if [ -d "$boot" ] && [ -f "$boot/config.txt" ]; then
+        if [ ! -d "$boot/gen-$1" ]; then
+            [ -n "$3" ] || die "no root= for generation $1's boot entry (the target's config.txt names no cmdline.txt with one)"
+            write_entry "$1" "$2" "$3"
+        fi
+        write_config "$1" "$2" config.txt
+    fi
+    ln -sfn "system-$1-link" "$prof/.system.tmp"; mv -Tf "$prof/.system.tmp" "$prof/system"
+}
+
+# Forgets generation N: its link, record, boot entry and a tryboot.txt naming it.
+drop_gen() { # N
+    rm -f "$prof/system-$1-link" "$gens/$1.json"
+    if [ -f "$boot/tryboot.txt" ] && grep -qx "os_prefix=gen-$1/" "$boot/tryboot.txt"; then
+        rm -f "$boot/tryboot.txt"
+    fi
+    rm -rf "$boot/gen-$1" "$boot/gen-$1.tmp"
+    sync
+}
+
+activate() { # TOPLEVEL
+    sh "$root$1/activate" --root "${root:-/}" >&2
+}
+
+outcome() { # N TEXT
+    echo "$2" > "$P/var/.outcome-$1.tmp"; mv -f "$P/var/.outcome-$1.tmp" "$P/var/outcome-$1"
+}
+
+# Confirmed: what the pending kind still lacks becomes permanent.
+commit() {
+    n=$(pending_get generation); kind=$(pending_get kind)
+    case "$kind" in
+    live|tryboot) make_default "$n" "$(pending_get top)" "$(pending_get rootarg)" ;;
+    esac
+    [ "$kind" != tryboot ] || rm -f "$boot/tryboot.txt"
+    sync
+    outcome "$n" "committed $n"
+    rm -f "$P/var/pending"
+    sync
+}
+
+# Not confirmed: back to what ran before. A tryboot generation is left by rebooting (the
+# committed config.txt then boots).
+revert() { # WHY
+    n=$(pending_get generation); kind=$(pending_get kind); prev=$(pending_get previous)
+    case "$kind" in
+    live|test) if [ -n "$prev" ]; then activate "$prev" || true; fi ;;
+    esac
+    [ "$kind" = test ] || drop_gen "$n"
+    outcome "$n" "reverted $n: $1"
+    rm -f "$P/var/pending"
+    sync
+    echo "pideploy: generation $n reverted: $1"
+    if [ "$kind" = tryboot ] && [ -z "$root" ]; then reboot_with ""; fi
+}
+
+# Reboots, passing ARG to reboot(2) (`0 tryboot` asks the Pi firmware for a one-shot tryboot). The
+# running system's shutdown tasks read the argument; busybox's reboot cannot pass one itself.
+reboot_with() { # ARG
+    mkdir -p /run/pideploy
+    if [ -n "$1" ]; then echo "$1" > /run/pideploy/reboot-arg; else rm -f /run/pideploy/reboot-arg; fi
+    sync
+    reboot
 }
 
 # Listing of a tree in the form the deployer computes from its own store path: one line per entry,
@@ -108,7 +206,8 @@ query)
         [ -L "$prof/system" ] && echo "default $(readlink "$prof/system")"
     fi
     [ -L "$root/run/current-system" ] && echo "current $(readlink "$root/run/current-system")"
-    [ -f "$P/var/lock/holder" ] && echo "locked $(cat "$P/var/lock/holder")"
+    if [ -f "$P/var/lock/holder" ] && lock_alive; then echo "locked $(head -n1 "$P/var/lock/holder")"; fi
+    if [ -f "$P/var/pending" ]; then echo "pending $(pending_get generation) $(pending_get kind)"; fi
     if [ -f "$boot/config.txt" ]; then
         prefix=$(sed -n 's/^os_prefix=//p' "$boot/config.txt" | tail -n1)
         r=$(tr ' ' '\n' < "$boot/${prefix}cmdline.txt" 2>/dev/null | sed -n 's/^root=//p' | head -n1)
@@ -151,10 +250,14 @@ receive)
     echo "registered $n" ;;
 
 switch)
-    # switch ROOT MODE TOPLEVEL DEPLOYER TIME MESSAGE ROOTARG
-    # MODE: switch (activate + default + boot entry), boot (default + boot entry), test (activate only)
-    mode=$1; top=$2; deployer=$3; now=$4; message=$5; rootarg=$6
+    # switch ROOT MODE TOPLEVEL DEPLOYER TIME MESSAGE ROOTARG CONFIRM
+    # MODE: switch (activate + default + boot entry), boot (default + boot entry), test (activate
+    # only), tryboot (boot entry + tryboot.txt; the deployer reboots into it once). CONFIRM > 0:
+    # after activating, a detached waiter gives the deployer that many seconds to confirm.
+    mode=$1; top=$2; deployer=$3; now=$4; message=$5; rootarg=$6; confirm=${7:-0}
     lock "$deployer"
+    [ ! -f "$P/var/pending" ] || die "generation $(pending_get generation) is still waiting for its confirmation; try again when it is committed or reverted (pideploy generations)"
+    rm -f "$P"/var/outcome-* "$P"/var/confirm-*
     base=${top#/pideploy/store/}
     [ -f "$db/$base" ] || die "$top is not valid on the target (copy it first)"
     mkdir -p "$prof" "$gens"
@@ -167,8 +270,14 @@ switch)
         exit 0
     fi
     if [ "$mode" = test ]; then
-        sh "$root$top/activate" --root "${root:-/}" >&2 || die "activation of $top failed"
-        echo "tested"
+        activate "$top" || { activate "$running" || true; die "activation of $top failed; $running is active again"; }
+        if [ "$confirm" -gt 0 ]; then
+            pending_put 0 test "$top" "$running" "$rootarg" "$confirm" "$deployer"
+            start_waiter 0
+            echo "pending 0"
+        else
+            echo "tested"
+        fi
         exit 0
     fi
     # Generation numbers are never reused: the counter only grows.
@@ -184,21 +293,144 @@ switch)
     printf '{\n  "generation": %s,\n  "time": %s,\n  "toplevel": "%s",\n  "deployer": "%s",\n  "message": "%s"\n}\n' \
         "$n" "$now" "$top" "$deployer" "$message" > "$gens/.$n.json.tmp"
     mv -f "$gens/.$n.json.tmp" "$gens/$n.json"
-    if [ "$mode" = switch ]; then
-        if ! sh "$root$top/activate" --root "${root:-/}" >&2; then
-            # Level 1 rollback: the previous default comes back, the failed generation goes.
-            echo "pideploy-agent: activation of generation $n failed; re-activating $cur_default" >&2
-            if [ -n "$cur_top" ]; then sh "$root$cur_top/activate" --root "${root:-/}" >&2 || true; fi
-            rm -f "$prof/system-$n-link" "$gens/$n.json"
-            exit 1
+    case "$mode" in
+    switch)
+        if ! activate "$top"; then
+            # Level 1 rollback: the previous system comes back, the failed generation goes.
+            echo "pideploy-agent: activation of generation $n failed; re-activating ${running:-nothing}" >&2
+            if [ -n "$running" ]; then activate "$running" || true; fi
+            drop_gen "$n"
+            die "activation of generation $n failed; the previous generation is active and still the default"
+        fi
+        if [ "$confirm" -gt 0 ]; then
+            pending_put "$n" live "$top" "$running" "$rootarg" "$confirm" "$deployer"
+            start_waiter "$n"
+            echo "pending $n"
+            exit 0
+        fi
+        make_default "$n" "$top" "$rootarg" ;;
+    boot)
+        make_default "$n" "$top" "$rootarg" ;;
+    tryboot)
+        [ -d "$boot" ] && [ -f "$boot/config.txt" ] || die "tryboot needs the boot partition at $boot"
+        write_entry "$n" "$top" "$rootarg"
+        write_config "$n" "$top" tryboot.txt
+        pending_put "$n" tryboot "$top" "$running" "$rootarg" "$confirm" "$deployer" ;;
+    *) die "unknown mode $mode" ;;
+    esac
+    echo "generation $n" ;;
+
+wait)
+    # wait ROOT N: the detached waiter. Commits on "commit", reverts on "revert" or at the timeout.
+    n=$1
+    [ "$(pending_get generation)" = "$n" ] || die "generation $n is not pending"
+    t=$(pending_get timeout)
+    mkdir -p "$P/var/lock"
+    printf '%s (waiting for the confirmation of generation %s)\npid %s boot %s\n' \
+        "$(pending_get deployer)" "$n" "$$" "$(bootid)" > "$P/var/lock/holder"
+    trap 'rm -rf "$P/var/lock"' EXIT
+    i=0
+    verdict=
+    while :; do
+        if [ -f "$P/var/confirm-$n" ]; then verdict=$(cat "$P/var/confirm-$n"); break; fi
+        [ "$i" -lt "$t" ] || break
+        sleep 1
+        i=$((i + 1))
+    done
+    case "$verdict" in
+    commit) commit ;;
+    revert) revert "the deployer asked for it" ;;
+    *) revert "no confirmation within $t s" ;;
+    esac ;;
+
+confirm)
+    # confirm ROOT N commit|revert: hands the verdict to the waiter (or applies it when none runs).
+    n=$1; verdict=$2
+    case "$verdict" in commit|revert) ;; *) die "confirm: commit or revert, not $verdict" ;; esac
+    if [ "$(pending_get generation)" != "$n" ]; then
+        if [ -f "$P/var/outcome-$n" ]; then cat "$P/var/outcome-$n"; rm -f "$P/var/outcome-$n"; exit 0; fi
+        die "generation $n is not waiting for a confirmation (see pideploy generations)"
+    fi
+    if [ -d "$P/var/lock" ] && lock_alive; then
+        echo "$verdict" > "$P/var/.confirm-$n.tmp"; mv -f "$P/var/.confirm-$n.tmp" "$P/var/confirm-$n"
+        i=0
+        while [ ! -f "$P/var/outcome-$n" ] && [ $i -lt 120 ]; do sleep 0.5 2>/dev/null || sleep 1; i=$((i + 1)); done
+        [ -f "$P/var/outcome-$n" ] || die "the waiter did not answer about generation $n"
+    else
+        lock "confirmation of generation $n"
+        if [ "$verdict" = commit ]; then commit; else
+            # Without a waiter (no magic rollback) a tryboot generation is left at the next reboot.
+            kind=$(pending_get kind)
+            if [ "$kind" = tryboot ]; then drop_gen "$n"; outcome "$n" "reverted $n: the deployer asked for it"; rm -f "$P/var/pending"
+            else revert "the deployer asked for it" >&2; fi
         fi
     fi
-    ln -sfn "system-$n-link" "$prof/.system.tmp"; mv -Tf "$prof/.system.tmp" "$prof/system"
-    if [ -d "$boot" ] && [ -f "$boot/config.txt" ]; then
-        write_entry "$n" "$top" "$rootarg"
-        write_config "$n" "$top" config.txt
+    cat "$P/var/outcome-$n"
+    rm -f "$P/var/outcome-$n" "$P/var/confirm-$n" ;;
+
+health)
+    # health ROOT TIMEOUT [port:N | cmd:SHELL]...: every check passes, retried for TIMEOUT seconds.
+    limit=$1; shift
+    i=0
+    while :; do
+        failed=
+        for c in "$@"; do
+            case "$c" in
+            port:*)
+                hex=$(printf '%04X' "${c#port:}")
+                cat /proc/net/tcp /proc/net/tcp6 2>/dev/null \
+                    | awk -v h="$hex" '$4 == "0A" && substr($2, length($2) - 3) == h { f = 1 } END { exit !f }' \
+                    || failed="nothing listens on TCP port ${c#port:}" ;;
+            cmd:*)
+                out=$(sh -c "${c#cmd:}" 2>&1 < /dev/null) || failed="${c#cmd:} failed: $(echo "$out" | tail -n1)" ;;
+            *) die "health: unknown check $c" ;;
+            esac
+            [ -z "$failed" ] || break
+        done
+        if [ -z "$failed" ]; then echo healthy; exit 0; fi
+        [ "$i" -lt "$limit" ] || die "health check failed for ${limit} s: $failed"
+        sleep 1
+        i=$((i + 1))
+    done ;;
+
+reboot)
+    # reboot ROOT ARG: answers, then reboots (with ARG for reboot(2), e.g. `0 tryboot`).
+    [ -z "$root" ] || die "a directory root ($root) cannot be rebooted"
+    if [ -n "$1" ] && ! command -v perl > /dev/null; then
+        die "the running system cannot pass '$1' to reboot (perl-base is missing); deploy with --reboot once"
     fi
-    echo "generation $n" ;;
+    setsid sh "$self" reboot-now "" "$1" < /dev/null > /dev/null 2>&1 &
+    echo "rebooting" ;;
+
+reboot-now)
+    sleep 1
+    reboot_with "$1" ;;
+
+boot-check)
+    # boot-check ROOT: run by the boot tasks before sshd starts. A lock from the last boot is
+    # stale; a pending generation is settled by what the firmware booted.
+    rm -rf "$P/var/lock"
+    [ -f "$P/var/pending" ] || exit 0
+    n=$(pending_get generation); kind=$(pending_get kind); top=$(pending_get top)
+    running=$(readlink "$root/run/current-system" 2>/dev/null || true)
+    case "$kind" in
+    tryboot)
+        if [ "$running" = "$top" ]; then
+            echo "pideploy: generation $n is on trial (tryboot); it is kept only if the deployer confirms it"
+            if [ "$(pending_get timeout)" -gt 0 ]; then start_waiter "$n"; fi
+        else
+            drop_gen "$n"
+            outcome "$n" "reverted $n: generation $n did not boot"
+            rm -f "$P/var/pending"
+            echo "pideploy: generation $n did not boot; the committed generation runs"
+        fi ;;
+    live)
+        # Power went before the confirmation: the boot followed config.txt. If that already
+        # named N (the commit was half-way), finish it; otherwise N goes.
+        if [ "$running" = "$top" ]; then commit; else drop_gen "$n"; outcome "$n" "reverted $n: the target restarted before the confirmation"; rm -f "$P/var/pending"; fi ;;
+    *) rm -f "$P/var/pending" ;;
+    esac
+    sync ;;
 
 generations)
     [ -d "$gens" ] || exit 0
@@ -212,11 +444,13 @@ rollback)
     link=$prof/system-$want-link
     [ -L "$link" ] || die "there is no generation $want (see pideploy generations)"
     top=$(readlink "$link")
-    sh "$root$top/activate" --root "${root:-/}" >&2 || die "activation of generation $want failed"
-    ln -sfn "system-$want-link" "$prof/.system.tmp"; mv -Tf "$prof/.system.tmp" "$prof/system"
-    if [ -d "$boot/gen-$want" ] && [ -f "$boot/config.txt" ]; then
-        write_config "$want" "$top" config.txt
+    activate "$top" || die "activation of generation $want failed"
+    rootarg=
+    if [ -f "$boot/config.txt" ]; then
+        prefix=$(sed -n 's/^os_prefix=//p' "$boot/config.txt" | tail -n1)
+        rootarg=$(tr ' ' '\n' < "$boot/${prefix}cmdline.txt" 2>/dev/null | sed -n 's/^root=//p' | head -n1)
     fi
+    make_default "$want" "$top" "$rootarg"
     echo "rolled back to $want" ;;
 
 gc)

@@ -20,7 +20,7 @@ pub(crate) struct Settings<'a> {
     pub target: &'a str,
     /// Shut down when a command is abandoned half-way: the session cannot be trusted after
     /// that (libssh2 may hold half a packet of it), and the socket must not be waited on.
-    pub socket: &'a std::net::TcpStream,
+    pub socket: &'a super::link::Link,
     pub keepalive: Duration,
     pub timeout: Duration,
 }

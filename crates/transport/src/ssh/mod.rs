@@ -1,9 +1,17 @@
 //! The SSH transport: one libssh2 session per target, one channel per command.
+//!
+//! A target behind jump hosts (`ProxyJump` in the ssh config) is reached the way OpenSSH
+//! reaches it: one session per jump host, each checked against known_hosts and logged in to
+//! like the target, each forwarding (`direct-tcpip`) to the next host. A [`tunnel::Tunnel`]
+//! thread per jump host carries the next session's bytes over that forwarded channel.
 
 mod auth;
 mod exec;
+mod jump;
 mod known_hosts;
+mod link;
 mod options;
+mod tunnel;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -22,22 +30,31 @@ pub(crate) fn known_hosts_name(hostname: &str, port: u16) -> String {
         format!("[{hostname}]:{port}")
     }
 }
+use link::Link;
 use options::{Environment, Resolved};
+use tunnel::{Chain, Tunnel};
 
 use crate::{shell_join, validate_argv, Transport, TransportError};
 
 /// A connection to one target: ONE ssh2 Session, reused for every exec (one channel per exec).
+///
+/// When the ssh config names `ProxyJump` hosts for the target, the session runs through them:
+/// the transport then also holds one session and one tunnel thread per jump host, and closes
+/// them when it is dropped. [`Transport::describe`] still names the target alone.
 pub struct SshTransport {
     session: Session,
     /// A second handle on the socket, to cut a connection found dead so that nothing later
     /// (closing channels, freeing the session) waits on it again.
-    socket: TcpStream,
+    socket: Link,
     target: String,
     fingerprint: String,
     keepalive: Duration,
     timeout: Duration,
     /// Set once the connection is known to be dead: every later exec fails at once.
     broken: Option<String>,
+    /// The jump hosts the session runs through, first hop first. Declared after `session` so
+    /// that the session is freed before the tunnels under it close.
+    tunnels: Chain,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -46,43 +63,43 @@ impl std::fmt::Debug for SshTransport {
             .field("target", &self.target)
             .field("fingerprint", &self.fingerprint)
             .field("broken", &self.broken)
+            .field("tunnels", &self.tunnels)
             .finish_non_exhaustive()
     }
 }
 
 impl SshTransport {
     /// Connects, checks the host key against known_hosts and logs in.
+    ///
+    /// With `ProxyJump` in the ssh config, each jump host is connected to, checked and logged
+    /// in to first, in order, the same way (its own HostName, User, Port and IdentityFile from
+    /// the config; the same known_hosts and `accept_new`). A failure there is a
+    /// [`TransportError::JumpHost`] naming the hop.
     pub fn connect(o: &SshOptions) -> Result<Self, TransportError> {
-        let r = options::resolve(o, &Environment::from_process())?;
-        if let Some(jump) = &r.proxy_jump {
-            return Err(TransportError::ProxyJumpUnsupported {
-                host: r.alias.clone(),
-                jump: jump.clone(),
-            });
-        }
+        let env = Environment::from_process();
+        let r = options::resolve(o, &env)?;
+        let hops = jump::plan(o, &r, &env)?;
         let target = r.describe();
-        let socket = tcp_connect(&r, o.connect_timeout)?;
-        let session_socket = socket.try_clone().map_err(|source| TransportError::Local {
-            what: format!("duplicating the socket to {target}"),
-            source,
-        })?;
 
-        let mut session =
-            Session::new().map_err(|source| protocol_error("session setup", &target, source))?;
-        session.set_tcp_stream(session_socket);
-        session.set_blocking(true);
-        session.set_timeout(millis(o.connect_timeout));
-        let kh_name = r.known_hosts_name();
-        let prefs = known_hosts::preferred_algorithms(&session, &r.known_hosts, &kh_name)?;
-        session
-            .method_pref(MethodType::HostKey, &prefs)
-            .map_err(|source| protocol_error("choosing host key algorithms", &target, source))?;
-        session
-            .handshake()
-            .map_err(|e| classify(&target, "handshaking", e))?;
-
-        let fingerprint = verify_host_key(&session, &r, o.accept_new)?;
-        auth::authenticate(&session, &r, o.passphrase.as_deref())?;
+        let mut tunnels = Chain::default();
+        let mut link = None;
+        for (i, hop) in hops.iter().enumerate() {
+            let next = hops.get(i + 1).unwrap_or(&r);
+            let (tunnel, end) =
+                open_tunnel(link.take(), hop, next, o).map_err(|e| TransportError::JumpHost {
+                    target: target.clone(),
+                    jump: hop.hop_name(),
+                    source: Box::new(explain_loss(e, tunnels.tunnels())),
+                })?;
+            tunnels.push(tunnel);
+            link = Some(Link::Unix(end));
+        }
+        let socket = match link {
+            Some(l) => l,
+            None => Link::Tcp(tcp_connect(&r, o.connect_timeout)?),
+        };
+        let (session, fingerprint) =
+            open_session(&socket, &r, o).map_err(|e| explain_loss(e, tunnels.tunnels()))?;
         session.set_keepalive(true, o.keepalive.as_secs().max(1) as u32);
 
         Ok(SshTransport {
@@ -93,6 +110,7 @@ impl SshTransport {
             keepalive: o.keepalive,
             timeout: o.connect_timeout,
             broken: None,
+            tunnels,
         })
     }
 
@@ -146,6 +164,7 @@ impl Transport for SshTransport {
         result.map_err(|failure| match failure {
             exec::Failure::NotStarted(e @ TransportError::Disconnected { .. })
             | exec::Failure::Aborted(e) => {
+                let e = explain_loss(e, self.tunnels.tunnels());
                 self.mark_broken(&e);
                 e
             }
@@ -164,7 +183,101 @@ impl Drop for SshTransport {
             self.session.set_blocking(true);
             let _ = self.session.disconnect(None, "pideploy is done", None);
         }
+        if !self.tunnels.tunnels().is_empty() {
+            // Closing our end tells the last tunnel at once that it is no longer needed.
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
     }
+}
+
+/// Opens a session on `link` (a new TCP connection when there is none yet), checks the host
+/// key and logs in. Returns the session and the host key's fingerprint.
+fn open_session(
+    link: &Link,
+    r: &Resolved,
+    o: &SshOptions,
+) -> Result<(Session, String), TransportError> {
+    let target = r.describe();
+    let session_socket = link.try_clone().map_err(|source| TransportError::Local {
+        what: format!("duplicating the socket to {target}"),
+        source,
+    })?;
+    let mut session =
+        Session::new().map_err(|source| protocol_error("session setup", &target, source))?;
+    session.set_tcp_stream(session_socket);
+    session.set_blocking(true);
+    session.set_timeout(millis(o.connect_timeout));
+    let kh_name = r.known_hosts_name();
+    let prefs = known_hosts::preferred_algorithms(&session, &r.known_hosts, &kh_name)?;
+    session
+        .method_pref(MethodType::HostKey, &prefs)
+        .map_err(|source| protocol_error("choosing host key algorithms", &target, source))?;
+    session
+        .handshake()
+        .map_err(|e| classify(&target, "handshaking", e))?;
+    let fingerprint = verify_host_key(&session, r, o.accept_new)?;
+    auth::authenticate(&session, r, o.passphrase.as_deref())?;
+    Ok((session, fingerprint))
+}
+
+/// Logs in to jump host `hop` (over `link`, or a new TCP connection for the first hop), asks
+/// it to forward to `next`, and starts the tunnel thread. Returns the tunnel and the socket
+/// the session to `next` is to use.
+fn open_tunnel(
+    link: Option<Link>,
+    hop: &Resolved,
+    next: &Resolved,
+    o: &SshOptions,
+) -> Result<(Tunnel, std::os::unix::net::UnixStream), TransportError> {
+    let link = match link {
+        Some(l) => l,
+        None => Link::Tcp(tcp_connect(hop, o.connect_timeout)?),
+    };
+    let (session, _) = open_session(&link, hop, o)?;
+    // The jump host resolves the name, as with `ssh -J`: the next host may be known only there.
+    let channel = session
+        .channel_direct_tcpip(&next.hostname, next.port, None)
+        .map_err(|source| {
+            if is_connection_loss(&source) {
+                lost(
+                    &hop.describe(),
+                    "asking it to forward",
+                    source.message().to_string(),
+                )
+            } else {
+                TransportError::Forward {
+                    jump: hop.describe(),
+                    to: known_hosts_name(&next.hostname, next.port),
+                    source,
+                }
+            }
+        })?;
+    Tunnel::start(hop.hop_name(), session, link, channel)
+}
+
+/// A lost connection through jump hosts may have broken at one of them: say where, if a
+/// tunnel knows, or else that the loss may lie on the way.
+fn explain_loss(e: TransportError, tunnels: &[Tunnel]) -> TransportError {
+    let TransportError::Disconnected { host, what, reason } = e else {
+        return e;
+    };
+    if tunnels.is_empty() {
+        return TransportError::Disconnected { host, what, reason };
+    }
+    let broken: Vec<String> = tunnels
+        .iter()
+        .filter_map(|t| t.failure().map(|f| format!("jump host {}: {f}", t.name())))
+        .collect();
+    let reason = if broken.is_empty() {
+        let names: Vec<&str> = tunnels.iter().map(Tunnel::name).collect();
+        format!(
+            "{reason} (the connection runs through jump host {}, which may be where it broke)",
+            names.join(", then ")
+        )
+    } else {
+        format!("{reason}; {}", broken.join("; "))
+    };
+    TransportError::Disconnected { host, what, reason }
 }
 
 fn millis(d: Duration) -> u32 {

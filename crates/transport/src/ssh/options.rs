@@ -21,13 +21,16 @@ pub struct SshOptions {
     pub user: Option<String>,
     /// TCP port; falls back to the config's `Port`, then 22.
     pub port: Option<u16>,
-    /// Private key files tried first, before the config's `IdentityFile`s and the default keys.
+    /// Private key files tried first, before the config's `IdentityFile`s and the default keys
+    /// (for jump hosts as well as the target).
     pub identities: Vec<PathBuf>,
     /// known_hosts file; default `~/.ssh/known_hosts`.
     pub known_hosts: Option<PathBuf>,
-    /// Accept and record the host key of a host not yet in known_hosts (a changed key is never accepted).
+    /// Accept and record the host key of a host not yet in known_hosts, jump hosts included (a
+    /// changed key is never accepted).
     pub accept_new: bool,
     /// ssh config file; default `~/.ssh/config` if present. A file named here must exist.
+    /// Jump hosts named by `ProxyJump` are looked up in it too.
     pub ssh_config: Option<PathBuf>,
     /// Limit for the TCP connect, and for every blocking step of the protocol after it.
     pub connect_timeout: Duration,
@@ -151,6 +154,21 @@ impl Resolved {
     /// `user@alias:port`, the way the target is shown to people.
     pub fn describe(&self) -> String {
         format!("{}@{}:{}", self.user, self.alias, self.port)
+    }
+
+    /// `alias (hostname:port)`, the way a jump host is named in messages: the name from the
+    /// config and where it actually led.
+    pub fn hop_name(&self) -> String {
+        let address = if self.hostname.contains(':') {
+            format!("[{}]:{}", self.hostname, self.port)
+        } else {
+            format!("{}:{}", self.hostname, self.port)
+        };
+        if self.alias == self.hostname {
+            address
+        } else {
+            format!("{} ({address})", self.alias)
+        }
     }
 
     /// The host as written in known_hosts: `host` on port 22, `[host]:port` elsewhere (OpenSSH's rule).

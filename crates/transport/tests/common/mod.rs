@@ -71,6 +71,12 @@ fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// Starts sshd with `extra` lines at the top of its config (sshd keeps the first value it
+    /// reads for a keyword, so these win over the defaults below them).
+    pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new("/usr/sbin/sshd").exists(),
             "these tests need OpenSSH's sshd: apt-get install openssh-server openssh-client"
@@ -89,7 +95,7 @@ impl Sshd {
         fs::write(
             &config,
             format!(
-                "ListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
+                "{extra}ListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  MaxSessions 20\nMaxStartups 50\nLogLevel VERBOSE\n",
                 host_key.display(),
