@@ -275,6 +275,89 @@ fn unhealthy_or_unconfirmed_activations_are_reverted_by_the_target() {
         "{err}"
     );
     let s = state(&env.root);
-    assert_eq!((s.default.as_str(), s.running.as_str()), ("system-4-link", c_top.as_str()));
+    assert_eq!(
+        (s.default.as_str(), s.running.as_str()),
+        ("system-4-link", c_top.as_str())
+    );
     assert!(!s.pending && !s.locked);
+}
+
+#[test]
+fn a_connection_cut_during_activation_does_not_stop_it_half_way() {
+    use pideploy::deploy::{self, AgentCall};
+    use pideploy_store::{LocalStore, StorePath};
+    use pideploy_transport::LocalTransport;
+
+    let (env, _a) = setup();
+    let before = state(&env.root);
+    let b = env.config(
+        "b",
+        "\n[[files]]\npath = \"/etc/motd\"\ncontent = \"b\\n\"\n",
+    );
+    let b_top = env.toplevel(&b);
+    let store = LocalStore::open(&env.store).unwrap();
+    let top = StorePath::parse(&b_top).unwrap();
+    let closure = store.closure(std::slice::from_ref(&top)).unwrap();
+    let call = AgentCall::plain(env.root.display().to_string());
+    let mut t = LocalTransport::new();
+    let st = deploy::query(&mut t, &call).unwrap();
+    deploy::copy(&mut t, &call, &store, &st, &closure).unwrap();
+    let rootarg = st.rootarg.clone().unwrap();
+
+    // The agent's end of the connection dies (as sshd's session would) once the switch holds the
+    // lock, i.e. while it activates.
+    let cut_switch = |confirm: &str| {
+        let argv = call.argv(
+            "switch",
+            &[
+                "switch".into(),
+                b_top.clone(),
+                "test@cut".into(),
+                "1700000000".into(),
+                String::new(),
+                rootarg.clone(),
+                confirm.into(),
+            ],
+        );
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !env.root.join("pideploy/var/lock").exists() {
+            assert!(start.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let start = Instant::now();
+        loop {
+            let s = state(&env.root);
+            if !s.locked && !s.pending {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{s:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // With magic rollback: the activation finished anyway, and the waiter reverted it.
+    assert_eq!(cut_switch("3"), before);
+    let log = fs::read_to_string(env.root.join("pideploy/var/waiter.log")).unwrap();
+    assert!(
+        log.contains("generation 2 reverted: no confirmation within 3 s"),
+        "{log}"
+    );
+
+    // Without: it completes and stands as generation 3, whole.
+    let s = cut_switch("0");
+    assert_eq!(s.default, "system-3-link");
+    assert_eq!(s.running, b_top);
+    assert_eq!(s.entries, ["gen-1", "gen-3"]);
+    assert!(s.config_txt.contains("os_prefix=gen-3/"));
+    // And a re-run finds nothing to do.
+    let out = run(&mut env.switch(&b));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing changed"));
 }

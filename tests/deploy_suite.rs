@@ -220,17 +220,20 @@ fn deploy_suite(#[case] via: Via) {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let t = Target::new(via, w);
+    let start = std::time::Instant::now();
+    let step = |what: &str| eprintln!("{via:?} {:>6.1}s {what}", start.elapsed().as_secs_f64());
 
-    // A: the base system; B: + tree and /etc/motd; L1, L2: B plus a file each, with a health
-    // check that keeps the deploy lock held for a while (for the two-at-once step).
-    let slow = "\n[health]\ncommands = [[\"sleep\", \"4\"]]\ntimeout_secs = 30\n";
+    // A: the base system with an /etc/motd; B: + tree, its own motd and /etc/b-only; L1, L2:
+    // B's packages plus a file each, with a health check that keeps the deploy lock held for a while (for the two-at-once step).
+    let slow = "\n[health]\ncommands = [[\"sleep\", \"6\"]]\ntimeout_secs = 30\n";
     let texts = [
-        ("a", config("")),
+        ("a", config(&file("/etc/motd", "from A"))),
         (
             "b",
             config(&format!(
-                "packages = [\"tree\"]\n{}",
-                file("/etc/motd", "from B")
+                "packages = [\"tree\"]\n{}{}",
+                file("/etc/motd", "from B"),
+                file("/etc/b-only", "B")
             )),
         ),
         (
@@ -255,12 +258,18 @@ fn deploy_suite(#[case] via: Via) {
         let c = w.join(name).join("pi.toml");
         fs::create_dir_all(c.parent().unwrap()).unwrap();
         fs::write(&c, body).unwrap();
-        fs::write(w.join(name).join("token.txt"), SECRET).unwrap();
+        let token = match *name {
+            "l1" | "l2" => format!("{SECRET}-{name}"),
+            _ => SECRET.to_string(),
+        };
+        fs::write(w.join(name).join("token.txt"), token).unwrap();
         cfg.insert(*name, c);
     }
-    // One lock (it pins tree, the only package beyond the base) serves every config.
+    // A lock pins the package set: A has its own, L1 and L2 share B's.
+    step("lock and build");
+    lock_and_import(&cfg["a"], &w.join("a/pideploy.lock"), &t.cache, &t.store);
     lock_and_import(&cfg["b"], &w.join("b/pideploy.lock"), &t.cache, &t.store);
-    for name in ["a", "l1", "l2"] {
+    for name in ["l1", "l2"] {
         fs::copy(
             w.join("b/pideploy.lock"),
             w.join(name).join("pideploy.lock"),
@@ -275,6 +284,7 @@ fn deploy_suite(#[case] via: Via) {
     assert!(!t.p("pideploy").exists(), "nothing deployed yet");
 
     // switch A into the empty root: generation 1, everything sent.
+    step("switch A");
     let (out, err) = t.switch(&cfg["a"]);
     assert_eq!(out.trim(), top["a"]);
     assert!(
@@ -316,6 +326,7 @@ fn deploy_suite(#[case] via: Via) {
     }
 
     // The same again: nothing sent, no generation, the same links.
+    step("no-op");
     let (_, err) = t.switch(&cfg["a"]);
     assert_eq!(copied(&err), 0, "{err}");
     assert!(err.contains("nothing changed"), "{err}");
@@ -323,6 +334,7 @@ fn deploy_suite(#[case] via: Via) {
     assert_eq!(t.records(), BTreeSet::from([1]));
 
     // switch B: generation 2, only what A lacked is sent; tree and motd are there.
+    step("switch B");
     let (_, err) = t.switch(&cfg["b"]);
     assert!(
         err.contains("generation 2 is active and the default"),
@@ -345,6 +357,7 @@ fn deploy_suite(#[case] via: Via) {
     assert_eq!(rec["toplevel"], top["b"].as_str());
 
     // generations: 1 and 2 with their toplevels; 2 is the default and running.
+    step("generations");
     let list = t.generations();
     let rows: Vec<(u64, &str, bool, bool)> = list
         .iter()
@@ -365,29 +378,30 @@ fn deploy_suite(#[case] via: Via) {
         ]
     );
 
-    // diff 1 2: tree and /etc/motd came; nothing went.
+    // diff 1 2: tree and /etc/b-only came; nothing went.
+    step("diff");
     let (out, _) = t.ok(&["diff", "1", "2"]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines.iter().any(|l| l.starts_with("+ package tree ")),
         "{out}"
     );
-    assert!(lines.contains(&"+ file /etc/motd"), "{out}");
+    assert!(lines.contains(&"+ file /etc/b-only"), "{out}");
     assert!(!lines.iter().any(|l| l.starts_with('-')), "{out}");
 
     // rollback --to 1: A is the default and running again; records stay.
+    step("rollback");
     let (_, err) = t.ok(&["rollback", "--to", "1"]);
     assert!(err.contains("generation 1 is active"), "{err}");
     assert_eq!(t.settled(), (top["a"].clone(), top["a"].clone()));
     assert_eq!(t.link("pideploy/var/profiles/system"), "system-1-link");
     assert_eq!(t.records(), BTreeSet::from([1, 2]));
-    assert!(
-        t.p("etc/motd").symlink_metadata().is_err(),
-        "A has no /etc/motd"
-    );
+    assert_eq!(fs::read_to_string(t.p("etc/motd")).unwrap(), "from A\n");
 
-    // Two switches at once (L1, L2): one holds the lock through its health check, the other
-    // fails with one line naming it; only the winner's generation exists.
+    // Two switches at once: L2 starts while L1 holds the deploy lock (through its health check)
+    // and fails with one line naming the holder, before it sends or writes anything; L1 becomes
+    // generation 3.
+    step("concurrent");
     let spawn = |c: &Path| {
         t.cmd(&["switch", "-c", c.to_str().unwrap()])
             .stdout(Stdio::piped())
@@ -395,54 +409,60 @@ fn deploy_suite(#[case] via: Via) {
             .spawn()
             .unwrap()
     };
-    let (c1, c2) = (spawn(&cfg["l1"]), spawn(&cfg["l2"]));
-    let (o1, o2) = (
-        c1.wait_with_output().unwrap(),
-        c2.wait_with_output().unwrap(),
+    let first = spawn(&cfg["l1"]);
+    let waited = std::time::Instant::now();
+    while !t.p("pideploy/var/lock").exists() {
+        assert!(
+            waited.elapsed().as_secs() < 120,
+            "L1 never took the deploy lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = spawn(&cfg["l2"]).wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let line = one_error(&second);
+    let me = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
     );
-    let (winner, loser, name) = match (o1.status.success(), o2.status.success()) {
-        (true, false) => (o1, o2, "l1"),
-        (false, true) => (o2, o1, "l2"),
-        _ => panic!(
-            "exactly one of two concurrent switches must fail:\n{}\n{}",
-            text(&o1.stderr),
-            text(&o2.stderr)
-        ),
-    };
-    let line = one_error(&loser);
-    assert!(line.contains("is being deployed by"), "{line}");
-    assert_eq!(text(&winner.stdout).trim(), top[name]);
     assert!(
-        text(&winner.stderr).contains("generation 3 is active and the default"),
-        "{}",
-        text(&winner.stderr)
+        line.contains(&format!("is being deployed by {me}")),
+        "{line}"
     );
-    assert_eq!(t.settled(), (top[name].clone(), top[name].clone()));
+    assert_eq!(text(&first.stdout).trim(), top["l1"]);
+    assert!(
+        text(&first.stderr).contains("generation 3 is active and the default"),
+        "{}",
+        text(&first.stderr)
+    );
+    assert_eq!(t.settled(), (top["l1"].clone(), top["l1"].clone()));
     assert_eq!(t.records(), BTreeSet::from([1, 2, 3]));
-    assert_eq!(t.link("pideploy/var/profiles/system-3-link"), top[name]);
-    let (own, other) = if name == "l1" {
-        ("l1", "l2")
-    } else {
-        ("l2", "l1")
-    };
-    assert!(t.p(&format!("etc/{own}")).exists());
-    assert!(!t.p(&format!("etc/{other}")).exists());
+    assert_eq!(t.link("pideploy/var/profiles/system-3-link"), top["l1"]);
+    assert_eq!(fs::read_to_string(t.p("etc/l1")).unwrap(), "one\n");
+    assert!(t.p("etc/l2").symlink_metadata().is_err());
+    assert!(!t.p(&top["l2"][1..]).exists(), "L2 sent nothing");
+    assert_eq!(
+        fs::read_to_string(&secret).unwrap(),
+        format!("{SECRET}-l1"),
+        "L2 wrote no secret"
+    );
 
     // gc --keep 1: generations 1 and 2 go, and every store path the winner does not reach.
-    let live = reachable(&t.root, &[&top[name]]);
+    step("gc");
+    let live = reachable(&t.root, &[&top["l1"]]);
     let before = names(&t.p("pideploy/store"));
     let dead: BTreeSet<String> = before.difference(&live).cloned().collect();
     assert!(dead.contains(&base(&top["a"])) && dead.contains(&base(&top["b"])));
     let (out, err) = t.ok(&["gc", "--keep", "1"]);
-    let gens: Vec<&str> = out
+    let gens: BTreeSet<&str> = out
         .lines()
-        .filter(|l| l.starts_with("removed generation"))
+        .filter_map(|l| l.strip_prefix("removed generation "))
         .collect();
-    assert_eq!(
-        gens,
-        ["removed generation 1", "removed generation 2"],
-        "{out}"
-    );
+    assert_eq!(gens, BTreeSet::from(["1", "2"]), "{out}");
     let removed: BTreeSet<String> = out
         .lines()
         .filter_map(|l| l.strip_prefix("removed /pideploy/store/"))
@@ -450,7 +470,7 @@ fn deploy_suite(#[case] via: Via) {
         .collect();
     assert_eq!(removed, dead, "{out}");
     assert!(err.contains("freed"), "{err}");
-    assert_eq!(t.settled(), (top[name].clone(), top[name].clone()));
+    assert_eq!(t.settled(), (top["l1"].clone(), top["l1"].clone()));
     assert_eq!(names(&t.p("pideploy/store")), live);
     assert_eq!(t.records(), BTreeSet::from([3]));
     assert_eq!(

@@ -37,7 +37,9 @@ fn outcome(cmd: &mut Command) -> (i32, String, String) {
 fn summary(out: &str) -> BTreeMap<String, (String, String, String)> {
     let mut lines = out.lines();
     assert_eq!(
-        lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        lines
+            .next()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
         Some(vec!["HOST", "TARGET", "GENERATION", "RESULT", "TIME"]),
         "{out}"
     );
@@ -165,7 +167,13 @@ fn fleet_deploys_in_parallel_and_one_failure_blocks_no_one() {
     .unwrap();
     let tags = "tags = [\"web\", \"ssh\"]";
     let mut inv = String::from("[defaults]\nconfig = \"a/pi.toml\"\n\n");
-    inv += &host_entry("web-1", &sshds[0], &sshds[0].known_hosts, &root("web-1"), tags);
+    inv += &host_entry(
+        "web-1",
+        &sshds[0],
+        &sshds[0].known_hosts,
+        &root("web-1"),
+        tags,
+    );
     inv += &host_entry(
         "web-2",
         &sshds[1],

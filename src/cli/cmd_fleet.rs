@@ -174,7 +174,11 @@ fn members(sel: &Selection) -> Res<Vec<Member>> {
             out[i].name,
             out[j].name,
             out[i].target,
-            out[i].opts.root.as_deref().map_or(String::new(), |r| format!(" (root {r})"))
+            out[i]
+                .opts
+                .root
+                .as_deref()
+                .map_or(String::new(), |r| format!(" (root {r})"))
         )
         .into());
     }
@@ -319,10 +323,7 @@ fn deploy_host(c: &Connector, built: &Built, s: &Settings, line: &HostLine) -> H
         }
         Err(e) => {
             let why = error_line(e.as_ref());
-            line.done(format!(
-                "FAILED after {:.1}s: {why}",
-                elapsed.as_secs_f64()
-            ));
+            line.done(format!("FAILED after {:.1}s: {why}", elapsed.as_secs_f64()));
             let mut output = Vec::new();
             if let Some(DeployError::Agent { output: o, .. }) = e.downcast_ref() {
                 output = o.lines().map(String::from).collect();
@@ -338,28 +339,31 @@ fn deploy_host(c: &Connector, built: &Built, s: &Settings, line: &HostLine) -> H
     }
 }
 
-/// Deploys to every selected host; the exit code is 1 when any host failed.
-pub fn deploy_fleet(ui: &Ui, g: &Global, sel: Selection, limit: usize, s: Settings) -> CmdResult {
-    let started = Instant::now();
-    let members = members(&sel)?;
-    // Bad options fail here, before anything is built or contacted.
-    let connectors = members
-        .iter()
-        .map(|m| Connector::new(&m.target, &m.opts).map_err(|e| format!("{}: {e}", m.name)))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    // Build each distinct system once, all before the first deploy: a build error stops the run
-    // while every host is still untouched.
+/// Builds each distinct system once, all before the first deploy (a build error stops the run
+/// while every host is still untouched); returns the builds and, per member, which one it runs.
+fn build_all(ui: &Ui, g: &Global, members: &[Member]) -> Res<(Vec<Arc<Built>>, Vec<usize>)> {
     let keys: Vec<_> = members.iter().map(|m| build_key(&m.build)).collect();
     let mut built_for = vec![0; members.len()];
     let mut builds: Vec<Arc<Built>> = Vec::new();
     for (_, idx) in group_by(&keys) {
-        let first = &members[idx[0]];
-        let (loaded, built, _, ctx) = build_for(ui, g, &first.build).map_err(|e| {
-            let hosts: Vec<&str> = idx.iter().map(|&i| members[i].name.as_str()).collect();
-            format!("building for {}: {}", hosts.join(", "), error_line(e.as_ref()))
-        })?;
-        let closure = ctx.store.closure(std::slice::from_ref(&built.toplevel))?;
+        let hosts = || {
+            idx.iter()
+                .map(|&i| members[i].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (loaded, built, _, ctx) = build_for(ui, g, &members[idx[0]].build)
+            .map_err(|e| format!("building for {}: {}", hosts(), error_line(e.as_ref())))?;
+        let closure = ctx
+            .store
+            .closure(std::slice::from_ref(&built.toplevel))
+            .map_err(|e| {
+                format!(
+                    "the closure of {} for {}: {e}",
+                    built.toplevel.absolute(),
+                    hosts()
+                )
+            })?;
         for &i in &idx {
             built_for[i] = builds.len();
         }
@@ -370,13 +374,21 @@ pub fn deploy_fleet(ui: &Ui, g: &Global, sel: Selection, limit: usize, s: Settin
             ctx,
         }));
     }
+    Ok((builds, built_for))
+}
 
+/// One progress line per member: spinners on a terminal, plain `name: ...` lines otherwise.
+fn progress_lines(ui: &Ui, members: &[Member]) -> Vec<Arc<HostLine>> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let multi = (tty && !ui.quiet).then(MultiProgress::new);
-    let width = members.iter().map(|m| m.name.chars().count()).max().unwrap_or(0);
+    let width = members
+        .iter()
+        .map(|m| m.name.chars().count())
+        .max()
+        .unwrap_or(0);
     let style = ProgressStyle::with_template("{spinner} {prefix} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let lines: Vec<Arc<HostLine>> = members
+    members
         .iter()
         .map(|m| {
             let bar = multi.as_ref().map(|mp| {
@@ -393,7 +405,21 @@ pub fn deploy_fleet(ui: &Ui, g: &Global, sel: Selection, limit: usize, s: Settin
                 quiet: ui.quiet,
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Deploys to every selected host; the exit code is 1 when any host failed.
+pub fn deploy_fleet(ui: &Ui, g: &Global, sel: Selection, limit: usize, s: Settings) -> CmdResult {
+    let started = Instant::now();
+    let members = members(&sel)?;
+    // Bad options fail here, before anything is built or contacted.
+    let connectors = members
+        .iter()
+        .map(|m| Connector::new(&m.target, &m.opts).map_err(|e| format!("{}: {e}", m.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let (builds, built_for) = build_all(ui, g, &members)?;
+    let lines = progress_lines(ui, &members);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(limit)
@@ -428,9 +454,6 @@ pub fn deploy_fleet(ui: &Ui, g: &Global, sel: Selection, limit: usize, s: Settin
         }
         v
     });
-    if let Some(mp) = &multi {
-        let _ = mp.clear();
-    }
 
     let mut rows = Vec::new();
     let mut errors = Vec::new();

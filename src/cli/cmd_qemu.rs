@@ -82,7 +82,9 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         let _ = relay.join();
         let rec = rec?.clone();
         ui.info(format!("boot {} ended: {:?}", rec.boot, rec.exit));
-        let restart = matches!(rec.exit, pideploy_qemu::GuestEnd::Restart { .. });
+        // A panic or a killed QEMU comes back like a Pi after a panic=N restart or a power cycle:
+        // the firmware runs again, without the tryboot flag.
+        let restart = rec.exit.reboots();
         if !restart || h.boots().len() >= a.max_boots {
             return Ok(match rec.exit {
                 pideploy_qemu::GuestEnd::PowerDown => 0,

@@ -10,8 +10,8 @@ use pideploy_store::{LocalStore, StorePath};
 use pideploy_transport::{shell_join, Transport};
 
 use super::{
-    activate_with, call, copy, describe, describe_local, query, secrets, Activation,
-    AgentCall, CopyReport, DeployError, Mode, SwitchRequest, TargetState,
+    activate_with, call, copy, describe, describe_local, query, secrets, Activation, AgentCall,
+    CopyReport, DeployError, Mode, SwitchRequest, TargetState,
 };
 
 /// Opens a fresh connection to one target (the confirmation must not ride on the connection

@@ -140,8 +140,7 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
 /// Whether `s` is usable as a host name or tag: what a selection can name without quoting.
 fn is_word(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -334,7 +333,9 @@ impl Inventory {
                 let (line, _) = line_col(text, first);
                 return Err(p.err_at(
                     h.name.span().start,
-                    format!("host name {name:?} is already used on line {line}; names must be unique"),
+                    format!(
+                        "host name {name:?} is already used on line {line}; names must be unique"
+                    ),
                 ));
             }
             seen.insert(name, h.name.span().start);
@@ -455,9 +456,15 @@ target = "local:roots/bench"
             "hosts.toml:4:1: unknown field `adress`, expected one of `name`, `address`, `target`, \
              `config`, `lock`, `identity`, `known_hosts`, `accept_new`, `root`, `tags`"
         );
-        assert!(err("[defaults]\nconfg = \"x\"\n").starts_with("hosts.toml:2:1: unknown field `confg`"));
-        assert!(err("[[host]]\nname = 3\ntarget = \"h\"\n").starts_with("hosts.toml:2:8: invalid type"));
-        assert!(err("[[host]]\nname = \"a\"\n").starts_with("hosts.toml:1:1: missing field `target`"));
+        assert!(
+            err("[defaults]\nconfg = \"x\"\n").starts_with("hosts.toml:2:1: unknown field `confg`")
+        );
+        assert!(
+            err("[[host]]\nname = 3\ntarget = \"h\"\n").starts_with("hosts.toml:2:8: invalid type")
+        );
+        assert!(
+            err("[[host]]\nname = \"a\"\n").starts_with("hosts.toml:1:1: missing field `target`")
+        );
         assert!(err("[[host]\n").starts_with("hosts.toml:1:"));
     }
 
@@ -471,18 +478,26 @@ target = "local:roots/bench"
             err("[[host]]\nname = \"web 1\"\ntarget = \"h\"\n"),
             "hosts.toml:2:8: host name \"web 1\" may only use letters, digits, '-', '_' and '.'"
         );
-        assert!(err("[[host]]\nname = \"a\"\ntarget = \"h\"\ntags = [\"x\", \"@y\"]\n")
-            .starts_with("hosts.toml:4:14: tag \"@y\""));
+        assert!(
+            err("[[host]]\nname = \"a\"\ntarget = \"h\"\ntags = [\"x\", \"@y\"]\n")
+                .starts_with("hosts.toml:4:14: tag \"@y\"")
+        );
         assert!(err("[[host]]\nname = \"a\"\ntarget = \"u@@h\"\n")
             .starts_with("hosts.toml:3:10: invalid ssh target \"u@@h\""));
-        assert!(err("[[host]]\nname = \"a\"\ntarget = \"h\"\nroot = \"rel\"\n")
-            .starts_with("hosts.toml:4:8: root \"rel\" is not absolute"));
-        assert!(err("[[host]]\nname = \"a\"\ntarget = \"local:/x\"\nroot = \"/r\"\n")
-            .starts_with("hosts.toml:4:8: root is for SSH targets"));
+        assert!(
+            err("[[host]]\nname = \"a\"\ntarget = \"h\"\nroot = \"rel\"\n")
+                .starts_with("hosts.toml:4:8: root \"rel\" is not absolute")
+        );
+        assert!(
+            err("[[host]]\nname = \"a\"\ntarget = \"local:/x\"\nroot = \"/r\"\n")
+                .starts_with("hosts.toml:4:8: root is for SSH targets")
+        );
         assert!(err("[[host]]\nname = \"a\"\ntarget = \"local:\"\n")
             .starts_with("hosts.toml:3:10: target \"local:\" names no directory"));
-        assert!(err("[[host]]\nname = \"a\"\ntarget = \"h\"\nconfig = \"\"\n")
-            .starts_with("hosts.toml:4:10: config is empty"));
+        assert!(
+            err("[[host]]\nname = \"a\"\ntarget = \"h\"\nconfig = \"\"\n")
+                .starts_with("hosts.toml:4:10: config is empty")
+        );
         assert!(err("# nothing\n").starts_with("hosts.toml:1:1: no hosts"));
     }
 
@@ -490,7 +505,9 @@ target = "local:roots/bench"
     fn home_is_needed_only_for_tilde_paths() {
         let text = "[[host]]\nname = \"a\"\ntarget = \"h\"\nidentity = [\"~/.ssh/k\"]\n";
         let e = Inventory::parse("h.toml", text, Path::new("."), None).unwrap_err();
-        assert!(e.to_string().starts_with("h.toml:4:13: identity \"~/.ssh/k\" starts with ~/"));
+        assert!(e
+            .to_string()
+            .starts_with("h.toml:4:13: identity \"~/.ssh/k\" starts with ~/"));
         let ok = "[[host]]\nname = \"a\"\ntarget = \"h\"\nidentity = [\"k\"]\n";
         let inv = Inventory::parse("h.toml", ok, Path::new("."), None).unwrap();
         assert_eq!(inv.hosts[0].ssh.identity, [PathBuf::from("./k")]);
@@ -502,7 +519,10 @@ target = "local:roots/bench"
         let f = d.path().join("hosts.toml");
         std::fs::write(&f, "[[host]]\nname = \"a\"\ntarget = \"local:r\"\n").unwrap();
         let inv = Inventory::load(&f, None).unwrap();
-        assert_eq!(inv.hosts[0].target, format!("local:{}", d.path().join("r").display()));
+        assert_eq!(
+            inv.hosts[0].target,
+            format!("local:{}", d.path().join("r").display())
+        );
         let missing = Inventory::load(&d.path().join("nope.toml"), None).unwrap_err();
         assert!(missing.to_string().contains("nope.toml"), "{missing}");
         assert!(missing.to_string().contains("--hosts FILE"), "{missing}");

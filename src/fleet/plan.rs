@@ -39,7 +39,12 @@ mod tests {
 
     #[test]
     fn duplicates_are_found_in_order() {
-        let places = [("h1", None), ("h2", Some("/r")), ("h2", None), ("h2", Some("/r"))];
+        let places = [
+            ("h1", None),
+            ("h2", Some("/r")),
+            ("h2", None),
+            ("h2", Some("/r")),
+        ];
         assert_eq!(first_duplicate(&places), Some((1, 3)));
         assert_eq!(first_duplicate(&places[..3]), None);
         assert_eq!(first_duplicate::<u8>(&[]), None);

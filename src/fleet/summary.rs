@@ -123,7 +123,13 @@ mod tests {
     #[test]
     fn columns_line_up() {
         let rows = [
-            row("web-1", "pi@10.0.0.11", Some(12), HostResult::Switched, 3_450),
+            row(
+                "web-1",
+                "pi@10.0.0.11",
+                Some(12),
+                HostResult::Switched,
+                3_450,
+            ),
             row("db", "local:/srv/r", None, HostResult::Failed, 120),
             row("web-10", "root@h:2222", None, HostResult::Unchanged, 61_000),
         ];
@@ -153,9 +159,15 @@ web-10  root@h:2222            -  unchanged  61.0s
         ]
         .map(HostResult::word)
         .into();
-        assert_eq!(words, ["switched", "next boot", "tested", "unchanged", "FAILED"]);
+        assert_eq!(
+            words,
+            ["switched", "next boot", "tested", "unchanged", "FAILED"]
+        );
         let one = [row("a", "t", Some(1), HostResult::Tested, 0)];
-        assert_eq!(totals(&one, Duration::ZERO), "1 of 1 host deployed, 0 failed, in 0.0s");
+        assert_eq!(
+            totals(&one, Duration::ZERO),
+            "1 of 1 host deployed, 0 failed, in 0.0s"
+        );
         assert_eq!(table(&[]), "HOST  TARGET  GENERATION  RESULT  TIME\n");
     }
 }

@@ -36,10 +36,37 @@ impl Guest {
             .args(["--timeout", &timeout.as_secs().to_string()])
             .args(["--max-boots", &max_boots.to_string()])
             .stdout(fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(log.with_extension("harness")).unwrap())
             .spawn()
             .unwrap();
         Guest { child, log, port }
+    }
+
+    /// What `pideploy qemu` said about each boot (which config file selected what).
+    pub fn harness_log(&self) -> String {
+        fs::read_to_string(self.log.with_extension("harness")).unwrap_or_default()
+    }
+
+    /// Pulls the plug: QEMU (the only child of `pideploy qemu`) is killed outright, nothing in the
+    /// guest gets to flush or unmount. The harness then powers it up again, as after a power cut.
+    pub fn power_cut(&mut self) {
+        let me = self.child.id();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(me) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
     }
 
     /// Everything the console showed so far.

@@ -106,6 +106,7 @@ pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER
 # it the lock.
 start_waiter() { # N
     setsid sh "$self" wait "$root" "$1" < /dev/null >> "$P/var/waiter.log" 2>&1 &
+    mkdir -p "$P/var/lock"
     printf '%s (waiting for the confirmation of generation %s)\npid %s boot %s\n' \
         "$(pending_get deployer)" "$1" "$!" "$(bootid)" > "$P/var/lock/holder"
     trap - EXIT
@@ -254,6 +255,18 @@ switch)
     # MODE: switch (activate + default + boot entry), boot (default + boot entry), test (activate
     # only), tryboot (boot entry + tryboot.txt; the deployer reboots into it once). CONFIRM > 0:
     # after activating, a detached waiter gives the deployer that many seconds to confirm.
+    # The work runs in its own session, off the connection: a link cut mid-activation cannot stop
+    # it half-way (with magic rollback the waiter then reverts it). This end relays its answer.
+    if [ -z "${PIDEPLOY_DETACHED:-}" ]; then
+        mkdir -p "$P/var"
+        out=$P/var/switch.out.$$; err=$P/var/switch.err.$$
+        PIDEPLOY_DETACHED=1 setsid sh "$self" switch "$root" "$@" < /dev/null > "$out" 2> "$err" &
+        rc=0
+        wait $! || rc=$?
+        cat "$err" >&2; cat "$out"
+        rm -f "$out" "$err"
+        exit $rc
+    fi
     mode=$1; top=$2; deployer=$3; now=$4; message=$5; rootarg=$6; confirm=${7:-0}
     lock "$deployer"
     [ ! -f "$P/var/pending" ] || die "generation $(pending_get generation) is still waiting for its confirmation; try again when it is committed or reverted (pideploy generations)"
@@ -427,7 +440,14 @@ boot-check)
     live)
         # Power went before the confirmation: the boot followed config.txt. If that already
         # named N (the commit was half-way), finish it; otherwise N goes.
-        if [ "$running" = "$top" ]; then commit; else drop_gen "$n"; outcome "$n" "reverted $n: the target restarted before the confirmation"; rm -f "$P/var/pending"; fi ;;
+        if [ "$running" = "$top" ]; then
+            commit
+        else
+            drop_gen "$n"
+            outcome "$n" "reverted $n: the target restarted before the confirmation"
+            rm -f "$P/var/pending"
+            echo "pideploy: generation $n was never confirmed; the committed generation runs"
+        fi ;;
     *) rm -f "$P/var/pending" ;;
     esac
     sync ;;

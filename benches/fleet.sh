@@ -1,0 +1,167 @@
+#!/bin/sh
+# Benchmark of fleet deploys (not run by cargo test): wall time of `pideploy switch` of one closure
+# to 1 target, then to HOSTS targets at once from an inventory (default --limit, and --limit HOSTS),
+# every target a throwaway root behind its own OpenSSH sshd on 127.0.0.1 (started here, one host
+# key each, killed by PID on exit). Every run starts from empty roots, so each target receives the
+# whole closure. The build is done once beforehand and not timed. Prints the best of RUNS wall-clock
+# times and the fleet/single ratios.
+#
+#   sh benches/fleet.sh                    # HOSTS=20 RUNS=2, release binary (built if missing)
+#   PIDEPLOY=path/to/pideploy HOSTS=10 RUNS=3 sh benches/fleet.sh
+#
+# Needs what the tests need (.ci/install-deps.sh) plus openssh-server and openssh-client.
+set -eu
+repo=$(cd "$(dirname "$0")/.." && pwd)
+hosts=${HOSTS:-20}
+runs=${RUNS:-2}
+work=${BENCH_DIR:-$repo/target/bench-fleet}
+pideploy=${PIDEPLOY:-$repo/target/release/pideploy}
+if [ ! -x "$pideploy" ] || ! "$pideploy" switch --help 2>&1 | grep -q -- '--hosts'; then
+    (cd "$repo" && cargo build --release --bin pideploy)
+fi
+export PIDEPLOY_CACHE_DIR="$work/cache" PIDEPLOY_STORE_DIR="$work/store"
+export LC_ALL=C
+mkdir -p "$work"
+cd "$work"
+
+# --- HOSTS sshd on free 127.0.0.1 ports, one authorized client key; all killed by PID on exit.
+pids=
+cleanup() {
+    for p in $pids; do kill "$p" 2> /dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+rm -rf ssh roots
+mkdir -p ssh roots /run/sshd
+chmod 700 ssh
+ssh-keygen -q -t ed25519 -N '' -C bench@pideploy -f ssh/id_ed25519
+cp ssh/id_ed25519.pub ssh/authorized_keys
+: > ssh/known_hosts
+port=22300
+i=1
+ports=
+while [ "$i" -le "$hosts" ]; do
+    while ss -Hltn "sport = :$port" | grep -q .; do port=$((port + 1)); done
+    ssh-keygen -q -t ed25519 -N '' -C "bench-host-$i" -f "ssh/host_$i"
+    cat > "ssh/sshd_$i.config" << EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/ssh/host_$i
+AuthorizedKeysFile $work/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PidFile none
+StrictModes no
+LogLevel ERROR
+EOF
+    echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "ssh/host_$i.pub")" >> ssh/known_hosts
+    /usr/sbin/sshd -D -e -f "$work/ssh/sshd_$i.config" 2>> ssh/sshd.log &
+    pids="$pids $!"
+    ports="$ports $port"
+    port=$((port + 1))
+    i=$((i + 1))
+done
+for p in $ports; do
+    n=0
+    until ssh -p "$p" -i ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
+        -o UserKnownHostsFile="$work/ssh/known_hosts" -o StrictHostKeyChecking=yes root@127.0.0.1 true 2> /dev/null; do
+        n=$((n + 1))
+        if [ "$n" -gt 50 ]; then
+            echo "sshd did not come up on 127.0.0.1:$p (see $work/ssh/sshd.log)" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+done
+
+# --- Inputs, untimed: one config, its lock, packages through apt, one build.
+mkdir -p a
+printf 'board = "qemu-aarch64"\nhostname = "fleetpi"\n\n[[users]]\nname = "pi"\nuid = 1000\nssh_authorized_keys = ["%s"]\n' \
+    "$(cat ssh/id_ed25519.pub)" > a/pi.toml
+idx="$repo/target/debian-arm64/index"
+debs="$repo/target/debian-arm64/debs"
+[ -s "$idx/debian.Packages" ] || sh "$repo/qemu/debian-arm64.sh" indexes "$idx"
+"$pideploy" -q lock -c a/pi.toml --lock a/pideploy.lock \
+    --index "debian=$idx/debian.Packages" --index "debian-security=$idx/debian-security.Packages"
+PIDEPLOY="$pideploy" sh "$repo/qemu/debian-arm64.sh" debs a/pideploy.lock "$debs"
+"$pideploy" -q cache import "$debs"/*.deb
+top=$("$pideploy" -q build -c a/pi.toml --lock a/pideploy.lock)
+
+# --- The inventory: host tNN -> its own sshd, its own root.
+{
+    printf '[defaults]\nconfig = "a/pi.toml"\nidentity = ["ssh/id_ed25519"]\nknown_hosts = "ssh/known_hosts"\n\n'
+    i=1
+    for p in $ports; do
+        printf '[[host]]\nname = "t%02d"\ntarget = "root@127.0.0.1:%s"\nroot = "%s/roots/t%02d"\n\n' "$i" "$p" "$work" "$i"
+        i=$((i + 1))
+    done
+} > hosts.toml
+first_port=$(echo "$ports" | awk '{print $1}')
+
+fresh_roots() {
+    rm -rf roots
+    mkdir -p roots/single
+    i=1
+    while [ "$i" -le "$hosts" ]; do
+        mkdir -p "roots/$(printf 't%02d' "$i")"
+        i=$((i + 1))
+    done
+}
+single() {
+    "$pideploy" switch -c a/pi.toml --lock a/pideploy.lock --target "root@127.0.0.1:$first_port" \
+        -i ssh/id_ed25519 --known-hosts ssh/known_hosts --root "$work/roots/single" > /dev/null 2> pd.err
+    grep -q 'generation 1 is active and the default' pd.err
+}
+fleet_default() { "$pideploy" switch --hosts hosts.toml > fleet.out 2> pd.err; }
+fleet_all() { "$pideploy" switch --hosts hosts.toml --limit "$hosts" > fleet.out 2> pd.err; }
+# Every root holds generation 1 of the one closure.
+check_fleet() {
+    [ "$(grep -c ' switched ' fleet.out)" -eq "$hosts" ] || {
+        cat fleet.out pd.err >&2
+        exit 1
+    }
+    for r in roots/t*; do
+        [ "$(readlink "$r/pideploy/var/profiles/system-1-link")" = "$top" ] || {
+            echo "$r does not hold generation 1 of $top" >&2
+            exit 1
+        }
+    done
+}
+
+now() { date +%s.%N; }
+# best_of CMD CHECK: fresh roots (untimed), CMD timed, CHECK untimed; $runs times; sets BEST.
+best_of() {
+    BEST=
+    i=0
+    while [ "$i" -lt "$runs" ]; do
+        fresh_roots
+        t0=$(now)
+        $1
+        t1=$(now)
+        $2
+        BEST=$(echo "$t0 $t1 ${BEST:-}" | awk '{d = $2 - $1; if ($3 == "" || d < $3) print d; else print $3}')
+        i=$((i + 1))
+    done
+}
+nothing() { :; }
+best_of single nothing
+t_one=$BEST
+best_of fleet_default check_fleet
+t_def=$BEST
+best_of fleet_all check_fleet
+t_all=$BEST
+size=$(du -sk --apparent-size roots/t01/pideploy/store | cut -f1)
+rm -rf roots
+
+ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
+printf 'closure: %s MiB sent to each empty root over SSH (sshd on 127.0.0.1); best of %s runs, %s cores\n' \
+    $((size >> 10)) "$runs" "$(nproc)"
+printf '%-36s %9s %10s %12s\n' case wall 'x 1 target' 'per target'
+printf '%-36s %8.2fs %10s %11.2fs\n' '1 target' "$t_one" 1.00 "$t_one"
+printf '%-36s %8.2fs %10s %11.2fs\n' "$hosts targets, --limit 8 (default)" "$t_def" "$(ratio "$t_def" "$t_one")" \
+    "$(echo "$t_def $hosts" | awk '{print $1 / $2}')"
+printf '%-36s %8.2fs %10s %11.2fs\n' "$hosts targets, --limit $hosts" "$t_all" "$(ratio "$t_all" "$t_one")" \
+    "$(echo "$t_all $hosts" | awk '{print $1 / $2}')"
+printf '  one after another would be about %.1fs (%s x 1 target)\n' "$(echo "$t_one $hosts" | awk '{print $1 * $2}')" "$hosts"
