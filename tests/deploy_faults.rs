@@ -182,3 +182,66 @@ fn cut_copy_registers_nothing_and_a_rerun_completes() {
     assert!(!fresh.join("pideploy/store").join(base).exists());
     assert!(leftovers(&fresh).is_empty());
 }
+
+/// A tmpfs of a given size, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_target_disk_registers_nothing_and_says_so() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (cache, store_dir) = (w.join("cache"), w.join("store"));
+    let cfg = w.join("pi.toml");
+    fs::write(&cfg, "board = \"qemu-aarch64\"\nhostname = \"fullpi\"\n").unwrap();
+    lock_and_import(&cfg, &w.join("pideploy.lock"), &cache, &store_dir);
+    let out = run(env_for(&mut pideploy(), &cache, &store_dir)
+        .arg("build")
+        .arg("-c")
+        .arg(&cfg));
+    let top = StorePath::parse(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let store = LocalStore::open(&store_dir).unwrap();
+    let closure = store.closure(std::slice::from_ref(&top)).unwrap();
+
+    // The target root is a 6 MiB filesystem: the closure (tens of MiB) cannot fit.
+    let root = w.join("target");
+    fs::create_dir(&root).unwrap();
+    run(std::process::Command::new("mount").args([
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=6m",
+        "pideploy-test",
+        root.to_str().unwrap(),
+    ]));
+    let disk = SmallDisk(root.clone());
+    let call = AgentCall::plain(root.display().to_string());
+    let mut local = LocalTransport::new();
+    let state = deploy::query(&mut local, &call).unwrap();
+    let err = deploy::copy(&mut local, &call, &store, &state, &closure)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the target's disk is full") && err.contains("MiB free under"),
+        "{err}"
+    );
+    assert!(valid(&root).is_empty(), "nothing registered");
+    assert!(leftovers(&root).is_empty(), "{:?}", leftovers(&root));
+
+    // With room, the same copy completes.
+    run(std::process::Command::new("mount").args([
+        "-o",
+        "remount,size=1g",
+        root.to_str().unwrap(),
+    ]));
+    let state = deploy::query(&mut local, &call).unwrap();
+    let report = deploy::copy(&mut local, &call, &store, &state, &closure).unwrap();
+    assert_eq!(report.sent.len(), closure.len());
+    assert_eq!(valid(&root).len(), closure.len());
+    drop(disk);
+}

@@ -26,7 +26,7 @@ pub enum DeployError {
     #[error(transparent)]
     Transport(Box<pideploy_transport::TransportError>),
     /// sudo wants a password.
-    #[error("sudo on {0} needs a password: allow the deploy user passwordless sudo (NOPASSWD), or deploy as root")]
+    #[error("sudo on {0} needs a password: pass --ask-sudo-password to type it once (it reaches sudo on stdin, never a command line), or allow the deploy user passwordless sudo (NOPASSWD)")]
     SudoPassword(String),
     /// Another deploy holds the lock.
     #[error("{target} is being deployed by {holder}; wait for it to finish (the lock is /pideploy/var/lock)")]
@@ -104,7 +104,7 @@ impl From<pideploy_transport::TransportError> for DeployError {
 }
 
 /// How the agent is invoked on a target.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentCall {
     /// Root the target applies generations to (`/` on a Pi; a directory in tests).
     pub root: String,
@@ -113,6 +113,17 @@ pub struct AgentCall {
     /// The sudo password (`--ask-sudo-password`): fed as the first line of stdin to `sudo -S`, so
     /// it is never in an argv or a log. Without it sudo runs with `-n` and never prompts.
     pub sudo_password: Option<String>,
+}
+
+impl std::fmt::Debug for AgentCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password itself.
+        f.debug_struct("AgentCall")
+            .field("root", &self.root)
+            .field("sudo", &self.sudo)
+            .field("sudo_password", &self.sudo_password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl AgentCall {

@@ -13,8 +13,8 @@ use super::{AgentCall, DeployError};
 const WRITE_SECRET: &str = r#"umask 077
 f=$1$2
 mkdir -p "${f%/*}"
-cat > "$f.pideploy-tmp" && chown "$4:$5" "$f.pideploy-tmp" && chmod "$3" "$f.pideploy-tmp" \
-  && mv -f "$f.pideploy-tmp" "$f" || { rm -f "$f.pideploy-tmp"; exit 1; }"#;
+t=$f.pideploy-tmp.$$
+cat > "$t" && chown "$4:$5" "$t" && chmod "$3" "$t" && mv -f "$t" "$f" || { rm -f "$t"; exit 1; }"#;
 
 /// uid/gid for an owner or group name of the config (root, a configured user, its primary group).
 fn ids(config: &HostConfig) -> BTreeMap<String, u32> {

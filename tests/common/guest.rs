@@ -18,9 +18,21 @@ pub struct Guest {
     pub port: u16,
 }
 
+fn kill(pids: &[u32]) {
+    for p in pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
+    }
+}
+
 impl Drop for Guest {
     fn drop(&mut self) {
+        // Killed alone, `pideploy qemu` would leave its QEMU running; killed first, QEMU would be
+        // restarted by it. So: note QEMU, stop the harness, then QEMU.
+        let qemu = self.qemu_pids();
         let _ = self.child.kill();
+        kill(&qemu);
         let _ = self.child.wait();
     }
 }
@@ -50,7 +62,13 @@ impl Guest {
     /// Pulls the plug: QEMU (the only child of `pideploy qemu`) is killed outright, nothing in the
     /// guest gets to flush or unmount. The harness then powers it up again, as after a power cut.
     pub fn power_cut(&mut self) {
+        kill(&self.qemu_pids());
+    }
+
+    /// QEMU: the children of `pideploy qemu`.
+    fn qemu_pids(&self) -> Vec<u32> {
         let me = self.child.id();
+        let mut out = Vec::new();
         for e in fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -62,11 +80,10 @@ impl Guest {
                 .and_then(|r| r.split_whitespace().nth(1))
                 .and_then(|p| p.parse::<u32>().ok());
             if ppid == Some(me) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                out.push(pid);
             }
         }
+        out
     }
 
     /// Everything the console showed so far.

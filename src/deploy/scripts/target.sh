@@ -228,7 +228,14 @@ receive)
     in=$store/.incoming-$$
     mkdir "$in"
     trap 'chmod -R u+w "$in" 2>/dev/null; rm -rf "$in"' EXIT
-    unxz | tar -x -C "$in" || die "the stream was cut or is corrupt; nothing was registered (run the deploy again)"
+    if ! err=$( { unxz | tar -x -C "$in"; } 2>&1 ); then
+        case "$err" in
+        *"No space left"*|*"Disk quota"*)
+            chmod -R u+w "$in" 2>/dev/null; rm -rf "$in"
+            die "the target's disk is full ($(df -k "$store" | awk 'NR == 2 { print int($4 / 1024) }') MiB free under $store); nothing was registered: free space (pideploy gc --target ...) and deploy again" ;;
+        *) die "the stream was cut or is corrupt; nothing was registered (run the deploy again)" ;;
+        esac
+    fi
     n=0
     for reg in "$in"/.pideploy/*.reg; do
         [ -e "$reg" ] || continue
