@@ -186,6 +186,18 @@ fn failed_activation_returns_to_the_previous_generation() {
         fs::read_to_string(env.root.join("opt/app/app.conf")).unwrap(),
         "x = 1\n"
     );
+
+    // Back to generation 1, which has no such file: it goes with generation 3.
+    run(env
+        .pd()
+        .args(["rollback", "--to", "1", "--target"])
+        .arg(format!("local:{}", env.root.display())));
+    let s = state(&env.root);
+    assert_eq!(
+        (s.default.as_str(), s.running.as_str()),
+        ("system-1-link", a_top.as_str())
+    );
+    assert!(!env.root.join("opt/app/app.conf").exists());
 }
 
 #[test]

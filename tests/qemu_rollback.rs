@@ -217,7 +217,10 @@ fn tryboot_commits_a_healthy_entry_and_a_hung_one_falls_back_at_the_power_cycle(
     );
     assert_eq!(sh(&vm, "readlink /run/current-system"), b_top);
     assert_eq!(
-        sh(&vm, "ls /boot/firmware | grep -c '^gen-3\\|^tryboot.txt' || true"),
+        sh(
+            &vm,
+            "ls /boot/firmware | grep -c '^gen-3\\|^tryboot.txt' || true"
+        ),
         "0"
     );
     assert_eq!(
@@ -228,6 +231,30 @@ fn tryboot_commits_a_healthy_entry_and_a_hung_one_falls_back_at_the_power_cycle(
     // A re-run of B finds it running and committed.
     let err = String::from_utf8_lossy(&run(&mut s.switch(&vm, &known, &b)).stderr).into_owned();
     assert!(err.contains("nothing changed"), "{err}");
+
+    // --reboot: committed first, then a plain reboot that config.txt already points at.
+    let b2 = s.config("b2", "\n[boot]\ncmdline = [\"pideploy.note=b2\"]\n");
+    let b2_top = s.toplevel(&b2);
+    let out = run(s.switch(&vm, &known, &b2).arg("--reboot"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rebooting into generation 4\n")
+            && err.contains("generation 4 is active and the default"),
+        "{err}"
+    );
+    let boots: Vec<String> = vm
+        .harness_log()
+        .lines()
+        .filter(|l| l.starts_with("booting "))
+        .map(String::from)
+        .collect();
+    assert_eq!(boots.len(), 5, "{boots:?}");
+    assert!(
+        boots[4].contains("gen-4/") && boots[4].contains("config.txt"),
+        "{boots:?}"
+    );
+    assert_eq!(sh(&vm, "readlink /run/current-system"), b2_top);
+    assert!(sh(&vm, "cat /proc/cmdline").contains("pideploy.note=b2"));
     vm.power_off(&known, &s.key, "pi");
 }
 

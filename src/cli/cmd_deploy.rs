@@ -188,16 +188,25 @@ pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
         boot_timeout: settings.boot_timeout,
     };
     let who = connector.describe();
+    let mut bar = None;
     let outcome = run::deploy(&connector, &call, &job, &mut |e| match e {
         Event::Connected => ui.detail(format!("{who}: connected")),
         Event::Copying { paths } => ui.detail(format!("{who}: sending {paths} store paths")),
-        Event::Copied(r) => ui.info(format!(
-            "copied {} store paths ({} MiB, {} bytes over the wire), {} already there",
-            r.sent.len(),
-            r.raw_bytes >> 20,
-            r.wire_bytes,
-            r.skipped
-        )),
+        Event::Sending { sent, total } => bar
+            .get_or_insert_with(|| ui.bar("sending", Some(total)))
+            .set(sent, Some(total)),
+        Event::Copied(r) => {
+            if let Some(b) = bar.take() {
+                b.finish();
+            }
+            ui.info(format!(
+                "copied {} store paths ({} MiB, {} bytes over the wire), {} already there",
+                r.sent.len(),
+                r.raw_bytes >> 20,
+                r.wire_bytes,
+                r.skipped
+            ));
+        }
         Event::Confirming(n) => ui.info(format!(
             "{who}: generation {n} is active; confirming over a new connection"
         )),

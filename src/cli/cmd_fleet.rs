@@ -222,6 +222,7 @@ fn event_text(e: &Event) -> String {
     match e {
         Event::Connected => "connected".into(),
         Event::Copying { paths } => format!("sending {paths} store paths"),
+        Event::Sending { sent, total } => format!("sending: {} of {} KiB", sent >> 10, total >> 10),
         Event::Copied(r) => format!(
             "copied {} store paths ({} MiB, {} bytes over the wire), {} already there",
             r.sent.len(),
@@ -306,7 +307,18 @@ fn deploy_host(c: &Connector, built: &Built, s: &Settings, line: &HostLine) -> H
     line.say("connecting".into());
     let result = c.agent().and_then(|call| {
         let job = s.job(built, now());
-        run::deploy(c, &call, &job, &mut |e| line.say(event_text(&e))).map_err(Into::into)
+        // Byte progress comes per chunk: one line every few seconds is enough.
+        let mut last_sending: Option<Instant> = None;
+        run::deploy(c, &call, &job, &mut |e| {
+            if let Event::Sending { .. } = e {
+                if last_sending.is_some_and(|t| t.elapsed() < Duration::from_secs(3)) {
+                    return;
+                }
+                last_sending = Some(Instant::now());
+            }
+            line.say(event_text(&e))
+        })
+        .map_err(Into::into)
     });
     let elapsed = started.elapsed();
     match result {

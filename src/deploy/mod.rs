@@ -121,7 +121,10 @@ impl std::fmt::Debug for AgentCall {
         f.debug_struct("AgentCall")
             .field("root", &self.root)
             .field("sudo", &self.sudo)
-            .field("sudo_password", &self.sudo_password.as_ref().map(|_| "<hidden>"))
+            .field(
+                "sudo_password",
+                &self.sudo_password.as_ref().map(|_| "<hidden>"),
+            )
             .finish()
     }
 }
@@ -287,6 +290,35 @@ pub fn copy(
     state: &TargetState,
     closure: &[StorePath],
 ) -> Result<CopyReport, DeployError> {
+    copy_with_progress(t, a, store, state, closure, &mut |_, _| {})
+}
+
+/// Reports (bytes sent, bytes to send) as the stream goes out.
+struct ProgressReader<'a, R> {
+    inner: R,
+    sent: u64,
+    total: u64,
+    on: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(b)?;
+        self.sent += k as u64;
+        (self.on)(self.sent, self.total);
+        Ok(k)
+    }
+}
+
+/// [`copy`], calling `on(sent, total)` with the compressed bytes sent so far.
+pub fn copy_with_progress(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    store: &LocalStore,
+    state: &TargetState,
+    closure: &[StorePath],
+    on: &mut dyn FnMut(u64, u64),
+) -> Result<CopyReport, DeployError> {
     let missing = state::to_send(state, closure);
     let mut report = CopyReport {
         skipped: closure.len() - missing.len(),
@@ -301,9 +333,18 @@ pub fn copy(
         .map_err(|e| DeployError::Local(format!("building the copy stream: {e}")))?;
     tmp.rewind()
         .map_err(|e| DeployError::Local(e.to_string()))?;
-    let mut reader = stream::CountingReader { inner: tmp, n: 0 };
+    let total = tmp
+        .metadata()
+        .map_err(|e| DeployError::Local(e.to_string()))?
+        .len();
+    let mut reader = ProgressReader {
+        inner: tmp,
+        sent: 0,
+        total,
+        on,
+    };
     call(t, a, "copying store paths", "receive", &[], &mut reader)?;
-    report.wire_bytes = reader.n;
+    report.wire_bytes = reader.sent;
     report.sent = missing;
     Ok(report)
 }

@@ -10,8 +10,8 @@ use pideploy_store::{LocalStore, StorePath};
 use pideploy_transport::{shell_join, Transport};
 
 use super::{
-    activate_with, call, copy, describe, describe_local, query, secrets, Activation, AgentCall,
-    CopyReport, DeployError, Mode, SwitchRequest, TargetState,
+    activate_with, call, copy_with_progress, describe, describe_local, query, secrets, Activation,
+    AgentCall, CopyReport, DeployError, Mode, SwitchRequest, TargetState,
 };
 
 /// Opens a fresh connection to one target (the confirmation must not ride on the connection
@@ -70,6 +70,13 @@ pub enum Event {
     Copying {
         /// How many.
         paths: usize,
+    },
+    /// Compressed bytes sent so far, of the stream's total.
+    Sending {
+        /// Sent.
+        sent: u64,
+        /// Whole stream.
+        total: u64,
     },
     /// The copy finished.
     Copied(CopyReport),
@@ -205,7 +212,14 @@ pub fn deploy(
     on(Event::Connected);
     let missing = super::state::to_send(&state, job.closure).len();
     on(Event::Copying { paths: missing });
-    let report = copy(t.as_mut(), a, job.store, &state, job.closure)?;
+    let report = copy_with_progress(
+        t.as_mut(),
+        a,
+        job.store,
+        &state,
+        job.closure,
+        &mut |s, n| on(Event::Sending { sent: s, total: n }),
+    )?;
     on(Event::Copied(report.clone()));
     // Secrets first: services the activation starts find them in place.
     let secrets = secrets::send(t.as_mut(), a, job.config)?;

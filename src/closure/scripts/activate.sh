@@ -87,6 +87,15 @@ while read -r src dest mode uid gid; do
     mkdir -p "$(dirname "$R$dest")"
     install_file "$data/files/$src" "$R$dest" "$mode" "$uid" "$gid"
 done < "$data/files.list"
+# Files the previous generation installed that this one does not have go (a rollback must not keep
+# a newer generation's files). Only paths pideploy recorded are touched.
+if [ -f "$R/pideploy/var/files.list" ]; then
+    while read -r src dest rest; do
+        awk -v d="$dest" '$2 == d { found = 1 } END { exit !found }' "$data/files.list" && continue
+        rm -f "$R$dest"
+    done < "$R/pideploy/var/files.list"
+fi
+install_file "$data/files.list" "$R/pideploy/var/files.list" 0644 0 0
 
 # setuid wrappers live outside the store (store files never carry setuid bits).
 if [ -s "$data/wrappers" ] && [ -z "$R" ]; then
