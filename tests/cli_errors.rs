@@ -131,7 +131,7 @@ fn missing_artifact_names_it_and_both_ways_to_get_it() {
         format!(
             r#"version = 1
 board = "qemu-aarch64"
-roots = ["busybox-static", "dropbear-bin", "e2fsprogs", "linux-image-arm64"]
+roots = ["busybox-static", "dropbear-bin", "e2fsprogs", "linux-image-arm64", "perl-base"]
 
 [[package]]
 name = "busybox-static"
@@ -143,7 +143,19 @@ filename = "{filename}"
 size = 822236
 sha256 = "{sha}"
 role = "package"
-"#
+
+[[package]]
+name = "perl-base"
+version = "5.36.0-7+deb12u1"
+architecture = "arm64"
+source = "debian"
+url = "http://127.0.0.1:9/debian/pool/main/p/perl/perl-base_5.36.0-7+deb12u1_arm64.deb"
+filename = "pool/main/p/perl/perl-base_5.36.0-7+deb12u1_arm64.deb"
+size = 1000
+sha256 = "{other}"
+role = "package"
+"#,
+            other = "6".repeat(64)
         ),
     )
     .unwrap();
