@@ -123,6 +123,15 @@ impl Setup {
     }
 }
 
+/// What the harness booted, one `booting …` line per boot (which entry, from which file).
+fn boot_lines(vm: &Guest) -> Vec<String> {
+    vm.harness_log()
+        .lines()
+        .filter(|l| l.starts_with("booting "))
+        .map(String::from)
+        .collect()
+}
+
 fn error_lines(err: &str) -> Vec<String> {
     err.lines()
         .filter(|l| l.starts_with("pideploy: error: "))
@@ -162,12 +171,7 @@ fn tryboot_commits_a_healthy_entry_and_a_hung_one_falls_back_at_the_power_cycle(
     assert!(vm
         .console()
         .contains("reboot: Restarting system with command '0 tryboot'"));
-    let boots: Vec<String> = vm
-        .harness_log()
-        .lines()
-        .filter(|l| l.starts_with("booting "))
-        .map(String::from)
-        .collect();
+    let boots = boot_lines(&vm);
     assert_eq!(boots.len(), 2, "{boots:?}");
     assert!(boots[1].contains("tryboot.txt"), "{boots:?}");
     assert_eq!(sh(&vm, "readlink /run/current-system"), b_top);
@@ -204,12 +208,7 @@ fn tryboot_commits_a_healthy_entry_and_a_hung_one_falls_back_at_the_power_cycle(
     vm.power_cut();
     let console = vm.wait_for_nth("PIDEPLOY-READY", 3, Duration::from_secs(300));
     assert!(console.contains("pideploy: generation 3 did not boot; the committed generation runs"));
-    let boots: Vec<String> = vm
-        .harness_log()
-        .lines()
-        .filter(|l| l.starts_with("booting "))
-        .map(String::from)
-        .collect();
+    let boots = boot_lines(&vm);
     assert_eq!(boots.len(), 4, "{boots:?}");
     assert!(
         boots[2].contains("tryboot.txt") && boots[3].contains("config.txt"),
@@ -242,12 +241,7 @@ fn tryboot_commits_a_healthy_entry_and_a_hung_one_falls_back_at_the_power_cycle(
             && err.contains("generation 4 is active and the default"),
         "{err}"
     );
-    let boots: Vec<String> = vm
-        .harness_log()
-        .lines()
-        .filter(|l| l.starts_with("booting "))
-        .map(String::from)
-        .collect();
+    let boots = boot_lines(&vm);
     assert_eq!(boots.len(), 5, "{boots:?}");
     assert!(
         boots[4].contains("gen-4/") && boots[4].contains("config.txt"),

@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use pideploy_config::line_col;
 use pideploy_transport::SshOptions;
 use serde::Deserialize;
 use toml::Spanned;
@@ -123,18 +124,6 @@ struct RawFile {
     defaults: RawDefaults,
     #[serde(default)]
     host: Vec<RawHost>,
-}
-
-/// 1-based line and column (in chars) of byte offset `at` in `text`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = (0..=at.min(text.len()))
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[start..].chars().count() + 1)
 }
 
 /// Whether `s` is usable as a host name or tag: what a selection can name without quoting.

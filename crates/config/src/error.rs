@@ -71,8 +71,9 @@ pub(crate) fn parse_error(origin: &str, text: &str, err: &toml::de::Error) -> Co
     }
 }
 
-/// 1-based line and column (counted in chars) of byte offset `at` in `text`.
-pub(crate) fn line_col(text: &str, at: usize) -> (usize, usize) {
+/// 1-based line and column (counted in chars) of byte offset `at` in `text` (for
+/// file:line:column messages about any TOML file, not only configs).
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     let at = at.min(text.len());
     // A span may in theory point inside a multi-byte char; step back to a boundary.
     let at = (0..=at)
