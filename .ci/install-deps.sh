@@ -1,18 +1,39 @@
 #!/bin/sh
-# Installs what pideploy's tests and the QEMU quick start need on a Debian bookworm machine, and
-# enables arm64 in apt (the qemu-aarch64 board is built from Debian's arm64 packages).
+# Installs what pideploy, its tests and the QEMU quick start use on a Debian bookworm machine, and
+# enables arm64 in apt (the qemu-aarch64 board is built from Debian's arm64 packages). Exactly these,
+# each for the reason beside it; `--no-install-recommends`, so nothing else comes along (QEMU's
+# iPXE option ROMs, for one, are not needed: the harness starts devices with `romfile=`).
 set -eu
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+
+# "command package  why"
+wanted='
+qemu-system-aarch64 qemu-system-arm  pideploy qemu, the quick start and every QEMU test
+sshd openssh-server                  a real sshd on 127.0.0.1 for the deploy, fleet and transport tests
+ssh openssh-client                   ssh-keygen for test keys; ssh for the quick start login
+sudo sudo                            sshd tests deploy as non-root users with NOPASSWD sudo
+mke2fs e2fsprogs                     pideploy image writes ext4 (mke2fs -d, debugfs); e2fsck verifies
+mkfs.vfat dosfstools                 fsck.fat -n checks every FAT pideploy writes; mkfs.vfat makes foreign ones
+mcopy mtools                         reads boot partitions back independently of pideploy
+sfdisk fdisk                         sfdisk reads partition tables back; tests build foreign images
+sgdisk gdisk                         sgdisk verifies GPT images
+xz xz-utils                          .img.xz round trips; test .debs with xz members
+zstd zstd                            .img.zst round trips; test .debs with zstd members
+cpio cpio                            GNU cpio reads the generated initramfs back
+bmaptool bmap-tools                  bmaptool checks the .bmap files pideploy writes
+dpkg-deb dpkg                        apt-get download and dpkg-deb handle the arm64 .debs tests use
+ar binutils                          ar writes foreign .deb archives for the .deb reader tests
+pkg-config pkg-config                finds liblzma and OpenSSL when the xz2 and ssh2 crates build
+rsync rsync                          the peer that benches/deploy.sh compares deploys with
+'
 need=
-for pair in qemu-system-aarch64:qemu-system-arm sshd:openssh-server ssh:openssh-client sudo:sudo \
-    mkfs.vfat:dosfstools fsck.fat:dosfstools mcopy:mtools mke2fs:e2fsprogs debugfs:e2fsprogs \
-    sfdisk:fdisk sgdisk:gdisk xz:xz-utils zstd:zstd cpio:cpio bmaptool:bmap-tools \
-    pkg-config:pkg-config rsync:rsync ar:binutils dpkg-deb:dpkg; do
-    cmd=${pair%%:*}
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need ${pair#*:}"
+for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do
+    c=${cmd%%:*}
+    command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || [ -x "/sbin/$c" ] || need="$need ${cmd#*:}"
 done
-dpkg -s liblzma-dev >/dev/null 2>&1 || need="$need liblzma-dev"
-dpkg -s libssl-dev >/dev/null 2>&1 || need="$need libssl-dev"
+# Libraries the crates link (no command to look for).
+dpkg -s liblzma-dev >/dev/null 2>&1 || need="$need liblzma-dev" # xz2: system liblzma
+dpkg -s libssl-dev >/dev/null 2>&1 || need="$need libssl-dev"   # ssh2: libssh2's crypto
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     $SUDO dpkg --add-architecture arm64
     updated=0

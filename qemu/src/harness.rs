@@ -83,7 +83,8 @@ pub enum HarnessError {
     NoBootInProgress,
 }
 
-/// How one boot ended, as read from the kernel's messages on the serial console.
+/// How one boot ended: from QEMU's exit status and stderr, and the kernel's messages on the
+/// serial console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestEnd {
     /// `reboot: Power down`.
@@ -95,8 +96,26 @@ pub enum GuestEnd {
         /// The reboot command (`0 tryboot`), if one was given.
         command: Option<String>,
     },
-    /// QEMU ended without a clean kernel reboot message (panic, crash, reset).
+    /// The kernel panicked (`panic=N` restarts a Pi after it; `-no-reboot` ends QEMU).
+    Panic {
+        /// The panic line, from `Kernel panic - not syncing` on.
+        message: String,
+    },
+    /// QEMU was ended by a signal from outside: a power cut.
+    Killed {
+        /// The signal number.
+        signal: i32,
+    },
+    /// QEMU ended without a kernel reboot or panic message (the guest reset or died silently).
     Crash,
+    /// QEMU itself failed (it exited with an error status): usually it refused to start, e.g. a
+    /// missing file or an option this QEMU does not know.
+    QemuFailed {
+        /// QEMU's exit status, as text.
+        status: String,
+        /// What QEMU printed on stderr.
+        stderr: String,
+    },
     /// The hard timeout ran out and the VM was killed.
     TimedOut,
 }
@@ -112,15 +131,59 @@ impl GuestEnd {
         }
     }
 
-    /// Whether the machine comes up again after this end.
+    /// Whether the machine comes up again after this end (a Pi restarts after a panic with
+    /// `panic=N`, and powers up again after a power cut). A QEMU that fails would fail again.
     pub fn reboots(&self) -> bool {
-        matches!(self, GuestEnd::Restart { .. } | GuestEnd::Crash)
+        matches!(
+            self,
+            GuestEnd::Restart { .. }
+                | GuestEnd::Panic { .. }
+                | GuestEnd::Killed { .. }
+                | GuestEnd::Crash
+        )
+    }
+
+    /// Whether this is an end nobody asked for (anything but a power-off, halt or reboot).
+    pub fn is_unexpected(&self) -> bool {
+        !matches!(
+            self,
+            GuestEnd::PowerDown | GuestEnd::Halt | GuestEnd::Restart { .. }
+        )
     }
 }
 
-/// Reads how the guest ended from its serial log (the last kernel `reboot:` message wins).
+impl std::fmt::Display for GuestEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestEnd::PowerDown => write!(f, "the guest powered off"),
+            GuestEnd::Halt => write!(f, "the guest halted"),
+            GuestEnd::Restart { command: None } => write!(f, "the guest rebooted"),
+            GuestEnd::Restart { command: Some(c) } => {
+                write!(f, "the guest rebooted with command '{c}'")
+            }
+            GuestEnd::Panic { message } => write!(f, "the guest crashed: {message}"),
+            GuestEnd::Killed { signal } => {
+                write!(f, "QEMU was killed by signal {signal} (a power cut)")
+            }
+            GuestEnd::Crash => write!(
+                f,
+                "the guest crashed: QEMU ended without a kernel reboot or panic message"
+            ),
+            GuestEnd::QemuFailed { status, stderr } if stderr.is_empty() => {
+                write!(f, "QEMU failed ({status}) and printed nothing")
+            }
+            GuestEnd::QemuFailed { status, stderr } => {
+                write!(f, "QEMU failed ({status}); QEMU said: {stderr}")
+            }
+            GuestEnd::TimedOut => write!(f, "timed out; the VM was killed"),
+        }
+    }
+}
+
+/// Reads how the guest ended from its serial log (the last kernel `reboot:` or panic message wins).
 pub fn guest_end(serial_log: &str) -> GuestEnd {
     const RESTART_WITH: &str = "reboot: Restarting system with command '";
+    const PANIC: &str = "Kernel panic - not syncing";
     let mut end = GuestEnd::Crash;
     for line in serial_log.lines() {
         if let Some(pos) = line.find(RESTART_WITH) {
@@ -135,9 +198,35 @@ pub fn guest_end(serial_log: &str) -> GuestEnd {
             end = GuestEnd::PowerDown;
         } else if line.contains("reboot: System halted") {
             end = GuestEnd::Halt;
+        } else if let Some(pos) = line.find(PANIC) {
+            end = GuestEnd::Panic {
+                message: line[pos..].trim_end().to_string(),
+            };
         }
     }
     end
+}
+
+/// How a boot ended, from QEMU's exit status and stderr first (QEMU exits 0 whenever the guest
+/// ends itself under `-no-reboot`), then from the serial log.
+pub fn classify_end(status: ExitStatus, serial_log: &str, qemu_stderr: &str) -> GuestEnd {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        return GuestEnd::Killed { signal };
+    }
+    if !status.success() {
+        return GuestEnd::QemuFailed {
+            status: status.to_string(),
+            stderr: qemu_stderr.trim().to_string(),
+        };
+    }
+    guest_end(serial_log)
+}
+
+/// The last `n` lines of a console log (for messages about a boot that went wrong).
+pub fn last_lines(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// One boot of the run.
@@ -153,6 +242,8 @@ pub struct BootRecord {
     pub exit: GuestEnd,
     /// QEMU's exit status (`None` when it was killed at the timeout).
     pub status: Option<ExitStatus>,
+    /// What QEMU printed on stderr during this boot.
+    pub qemu_stderr: String,
     /// This boot's serial log.
     pub serial_log: PathBuf,
 }
@@ -168,6 +259,8 @@ pub enum RunEnd {
     TimedOut,
     /// `max_boots` boots happened without a power-down.
     TooManyBoots,
+    /// QEMU itself failed (see the last boot's [`GuestEnd::QemuFailed`]).
+    QemuFailed,
 }
 
 /// Every boot of a run, and how it ended.
@@ -181,13 +274,14 @@ pub struct Outcome {
 
 impl Outcome {
     /// A process exit code for the run: 0 for a clean power-down, 1 for a halt, 2 when too many
-    /// boots happened, 124 on timeout (as `timeout(1)` does).
+    /// boots happened, 3 when QEMU failed, 124 on timeout (as `timeout(1)` does).
     pub fn exit_code(&self) -> i32 {
         match self.end {
             RunEnd::PowerDown => 0,
             RunEnd::Halt => 1,
             RunEnd::TooManyBoots => 2,
             RunEnd::TimedOut => 124,
+            RunEnd::QemuFailed => 3,
         }
     }
 }
@@ -338,7 +432,10 @@ impl Harness {
         let pending = self.pending.take().ok_or(HarnessError::NoBootInProgress)?;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let (status, exit) = match vm.wait_exit(remaining) {
-            Ok(status) => (Some(status), guest_end(&vm.serial_log())),
+            Ok(status) => (
+                Some(status),
+                classify_end(status, &vm.serial_log(), &vm.qemu_stderr()),
+            ),
             Err(QemuError::Timeout { .. }) => (None, GuestEnd::TimedOut),
             Err(source) => {
                 return Err(HarnessError::Qemu {
@@ -354,6 +451,7 @@ impl Harness {
             selection: pending.selection,
             exit,
             status,
+            qemu_stderr: vm.qemu_stderr(),
             serial_log: pending.serial_log,
         });
         Ok(self.boots.last().expect("just pushed"))
@@ -373,7 +471,11 @@ impl Harness {
                 GuestEnd::PowerDown => break RunEnd::PowerDown,
                 GuestEnd::Halt => break RunEnd::Halt,
                 GuestEnd::TimedOut => break RunEnd::TimedOut,
-                GuestEnd::Restart { .. } | GuestEnd::Crash => continue,
+                GuestEnd::QemuFailed { .. } => break RunEnd::QemuFailed,
+                GuestEnd::Restart { .. }
+                | GuestEnd::Panic { .. }
+                | GuestEnd::Killed { .. }
+                | GuestEnd::Crash => continue,
             }
         };
         Ok(Outcome {
@@ -430,10 +532,11 @@ mod tests {
         "[ 2.1] reboot: Restarting system with command '0 tryboot'\n",
         GuestEnd::Restart { command: Some("0 tryboot".into()) }
     )]
-    #[case::crash(
-        "Kernel panic - not syncing: Attempted to kill init!\n",
-        GuestEnd::Crash
+    #[case::panic(
+        "[ 3.2] Kernel panic - not syncing: Attempted to kill init!\n",
+        GuestEnd::Panic { message: "Kernel panic - not syncing: Attempted to kill init!".into() }
     )]
+    #[case::silent("[ 3.2] something\n", GuestEnd::Crash)]
     #[case::empty("", GuestEnd::Crash)]
     #[case::last_wins("reboot: Power down\nreboot: Restarting system\n", GuestEnd::Restart { command: None })]
     fn reads_guest_end(#[case] log: &str, #[case] expected: GuestEnd) {
@@ -449,6 +552,42 @@ mod tests {
     #[case(GuestEnd::PowerDown, false)]
     fn tryboot_request(#[case] end: GuestEnd, #[case] expected: bool) {
         assert_eq!(end.requests_tryboot(), expected);
+    }
+
+    fn status(raw: i32) -> ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        ExitStatus::from_raw(raw)
+    }
+
+    #[test]
+    fn qemu_refusing_to_start_is_not_a_guest_crash() {
+        let stderr = "qemu-system-aarch64: -device virtio-net-pci,netdev=n0: failed to find romfile \"efi-virtio.rom\"\n";
+        let end = classify_end(status(1 << 8), "", stderr);
+        assert!(!end.reboots(), "a failing QEMU would fail again: {end:?}");
+        assert!(end.is_unexpected());
+        assert_eq!(
+            end.to_string(),
+            "QEMU failed (exit status: 1); QEMU said: qemu-system-aarch64: -device virtio-net-pci,netdev=n0: failed to find romfile \"efi-virtio.rom\""
+        );
+    }
+
+    #[rstest]
+    #[case::power_cut(status(9), "", GuestEnd::Killed { signal: 9 })]
+    #[case::clean(status(0), "reboot: Power down\n", GuestEnd::PowerDown)]
+    #[case::panic(status(0), "Kernel panic - not syncing: VFS\n", GuestEnd::Panic { message: "Kernel panic - not syncing: VFS".into() })]
+    fn classifies_by_status_then_console(
+        #[case] st: ExitStatus,
+        #[case] log: &str,
+        #[case] expected: GuestEnd,
+    ) {
+        assert_eq!(classify_end(st, log, ""), expected);
+    }
+
+    #[test]
+    fn last_lines_keeps_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("a", 5), "a");
+        assert_eq!(last_lines("", 5), "");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod runner;
 pub use boot_source::{BootSource, BootSourceError};
 pub use firmware::{select, BootSelection, FirmwareError, FirmwareInput, Model};
 pub use harness::{
-    guest_end, BootRecord, GuestEnd, Harness, HarnessError, HarnessOptions, Outcome, RunEnd,
+    classify_end, guest_end, last_lines, BootRecord, GuestEnd, Harness, HarnessError,
+    HarnessOptions, Outcome, RunEnd,
 };
 pub use runner::{free_port, QemuError, Vm, VmConfig};

@@ -235,3 +235,41 @@ fn binary_boots_an_image_and_exits_with_the_guest_status() {
     let log = fs::read_to_string(dir.path().join("scratch/boot-1/serial.log")).unwrap();
     assert!(log.contains("PIDEPLOY-STAGE initrd=bin"), "{log}");
 }
+
+#[test]
+fn qemu_refusing_to_start_ends_the_run_with_its_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![
+        ("config.txt", b"kernel=vmlinuz\n".to_vec()),
+        ("vmlinuz", fs::read(common::kernel()).unwrap()),
+        ("cmdline.txt", b"console=ttyAMA0 panic=-1 quiet\n".to_vec()),
+    ];
+    let image = make_image(dir.path(), &files);
+    // More memory than the virt board can address: a real QEMU refuses this at start-up, the way
+    // it refuses a missing option ROM or an unknown device.
+    let mut harness = Harness::new(
+        &image,
+        dir.path().join("scratch"),
+        HarnessOptions {
+            memory_mb: u32::MAX,
+            max_boots: 4,
+            ..Default::default()
+        },
+    );
+    let outcome = harness.run_to_end().expect("harness run");
+    assert_eq!(outcome.end, RunEnd::QemuFailed);
+    assert_eq!(outcome.exit_code(), 3);
+    assert_eq!(outcome.boots.len(), 1, "a failing QEMU is not restarted");
+    match &outcome.boots[0].exit {
+        GuestEnd::QemuFailed { status, stderr } => {
+            assert!(status.contains('1'), "{status}");
+            assert!(stderr.contains("qemu-system-aarch64:"), "{stderr}");
+        }
+        other => panic!("expected QemuFailed, got {other:?}"),
+    }
+    let said = outcome.boots[0].exit.to_string();
+    assert!(
+        said.starts_with("QEMU failed (exit status: 1); QEMU said: qemu-system-aarch64:"),
+        "{said}"
+    );
+}

@@ -81,15 +81,44 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = relay.join();
         let rec = rec?.clone();
-        ui.info(format!("boot {} ended: {:?}", rec.boot, rec.exit));
+        ui.info(format!("boot {}: {}", rec.boot, rec.exit));
+        if rec.exit.is_unexpected() {
+            report_unexpected(ui, &rec);
+        }
+        if let pideploy_qemu::GuestEnd::QemuFailed { .. } = rec.exit {
+            return Err(format!(
+                "QEMU could not run the image (boot {}); its own error is above",
+                rec.boot
+            )
+            .into());
+        }
         // A panic or a killed QEMU comes back like a Pi after a panic=N restart or a power cycle:
         // the firmware runs again, without the tryboot flag.
         let restart = rec.exit.reboots();
         if !restart || h.boots().len() >= a.max_boots {
             return Ok(match rec.exit {
                 pideploy_qemu::GuestEnd::PowerDown => 0,
+                pideploy_qemu::GuestEnd::TimedOut => 124,
                 _ => 1,
             });
+        }
+    }
+}
+
+/// After a boot nobody asked to end: QEMU's own words and the console's last lines, on stderr,
+/// so the reason is there even when the console itself went to a file.
+fn report_unexpected(ui: &Ui, rec: &pideploy_qemu::BootRecord) {
+    let quoted = matches!(rec.exit, pideploy_qemu::GuestEnd::QemuFailed { .. });
+    if !quoted && !rec.qemu_stderr.is_empty() {
+        ui.info(format!("  QEMU said: {}", rec.qemu_stderr));
+    }
+    let console = std::fs::read_to_string(&rec.serial_log).unwrap_or_default();
+    if console.trim().is_empty() {
+        ui.info("  the guest printed nothing on its console");
+    } else {
+        ui.info("  last console lines:");
+        for line in pideploy_qemu::last_lines(&console, 15).lines() {
+            ui.info(format!("  | {line}"));
         }
     }
 }

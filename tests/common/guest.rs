@@ -100,11 +100,15 @@ impl Guest {
                 return text;
             }
             if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("pideploy qemu ended ({st}) before {marker:?} #{count}:\n{text}");
+                panic!(
+                    "pideploy qemu ended ({st}) before {marker:?} #{count}:\n{text}\n--- pideploy qemu said:\n{}",
+                    self.harness_log()
+                );
             }
             assert!(
                 start.elapsed() < limit,
-                "no {marker:?} #{count} after {limit:?}:\n{text}"
+                "no {marker:?} #{count} after {limit:?}:\n{text}\n--- pideploy qemu said:\n{}",
+                self.harness_log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }

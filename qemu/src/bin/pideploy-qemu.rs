@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Ok(outcome) => {
             for b in &outcome.boots {
                 eprintln!(
-                    "boot {}: {}{} kernel={} initramfs={} -> {:?} (serial log {})",
+                    "boot {}: {}{} kernel={} initramfs={} -> {} (serial log {})",
                     b.boot,
                     b.selection.config_file,
                     if b.tryboot { " (tryboot)" } else { "" },
@@ -91,6 +91,13 @@ fn main() -> ExitCode {
                 for note in &b.selection.notes {
                     eprintln!("  note: {note}");
                 }
+            }
+            if let Some(last) = outcome.boots.last().filter(|b| b.exit.is_unexpected()) {
+                let console = std::fs::read_to_string(&last.serial_log).unwrap_or_default();
+                eprintln!(
+                    "last console lines:\n{}",
+                    pideploy_qemu::last_lines(&console, 15)
+                );
             }
             eprintln!("run ended: {:?}", outcome.end);
             ExitCode::from(outcome.exit_code() as u8)
