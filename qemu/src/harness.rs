@@ -124,8 +124,11 @@ impl GuestEnd {
     /// Whether this end asks the firmware for a tryboot on the next boot.
     pub fn requests_tryboot(&self) -> bool {
         match self {
+            // `sudo reboot "0 tryboot"`: a partition number, then the word `tryboot`
+            // (raspberry-pi.html#fail-safe-os-updates-tryboot, and config_txt.html#autoboot-txt).
             GuestEnd::Restart { command: Some(cmd) } => {
-                cmd.split_whitespace().any(|w| w == "tryboot")
+                let words: Vec<&str> = cmd.split_whitespace().collect();
+                matches!(words.as_slice(), [partition, "tryboot"] if partition.parse::<u8>().is_ok())
             }
             _ => false,
         }
@@ -547,6 +550,10 @@ mod tests {
     #[case(GuestEnd::Restart { command: Some("0 tryboot".into()) }, true)]
     #[case(GuestEnd::Restart { command: Some("2 tryboot".into()) }, true)]
     #[case(GuestEnd::Restart { command: Some("0".into()) }, false)]
+    #[case(GuestEnd::Restart { command: Some("tryboot".into()) }, false)]
+    #[case(GuestEnd::Restart { command: Some("x tryboot".into()) }, false)]
+    #[case(GuestEnd::Restart { command: Some("0 tryboot now".into()) }, false)]
+    #[case(GuestEnd::Restart { command: Some("0 notryboot".into()) }, false)]
     #[case(GuestEnd::Restart { command: None }, false)]
     #[case(GuestEnd::Crash, false)]
     #[case(GuestEnd::PowerDown, false)]

@@ -95,8 +95,12 @@ fn tryboot_flag_follows_the_guest_reboot_command() {
             "config.txt",
             b"# normal boot\nkernel=/vmlinuz\nos_prefix=a/\ninitramfs initrd followkernel\n[pi4]\nos_prefix=wrong/\n[all]\n".to_vec(),
         ),
-        ("tryboot.txt", b"kernel=/vmlinuz\n[pi5]\nos_prefix=b/\n[all]\ninclude common.txt\n".to_vec()),
-        ("common.txt", b"initramfs initrd followkernel\n".to_vec()),
+        // `include` is not followed by a Pi 5: were it, boot "b" would get no initramfs at all.
+        (
+            "tryboot.txt",
+            b"kernel=/vmlinuz\n[pi5]\nos_prefix=b/\n[all]\ninitramfs initrd followkernel\ninclude common.txt\n".to_vec(),
+        ),
+        ("common.txt", b"initramfs missing-on-purpose followkernel\n".to_vec()),
         ("vmlinuz", kernel),
         ("a/initrd", initrd_a),
         ("a/cmdline.txt", b"console=serial0,115200 panic=-1 quiet stage=a\n".to_vec()),

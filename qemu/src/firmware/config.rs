@@ -1,5 +1,5 @@
 //! Reading `config.txt` / `tryboot.txt` the way the Pi firmware does: one `property=value` per
-//! line, `#` comments, conditional filter sections and `include`.
+//! line, `#` comments and conditional filter sections (`include` is not followed: see below).
 //!
 //! Sources (Raspberry Pi documentation, `computers/config_txt`):
 //! - "What is config.txt? / File format": <https://www.raspberrypi.com/documentation/computers/config_txt.html#file-format>
@@ -10,14 +10,10 @@
 //! - "initramfs": <https://www.raspberrypi.com/documentation/computers/config_txt.html#initramfs>
 //!   (the one property written with a space instead of `=`).
 
-use super::{FirmwareError, Model};
+use super::Model;
 
 /// The firmware ignores every character of a line past this many.
 pub const MAX_LINE_CHARS: usize = 98;
-
-/// How deep `include` may nest before the harness gives up (the firmware's own limit is not
-/// documented; a cycle must not hang the harness).
-const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// One setting that survived the conditional filters, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,34 +55,32 @@ impl FilterState {
 }
 
 /// What the parser needs from its caller.
-pub(crate) struct ParseContext<'a> {
+pub(crate) struct ParseContext {
     pub tryboot: bool,
     pub model: Model,
-    pub read: &'a dyn Fn(&str) -> Option<Vec<u8>>,
 }
 
-/// Parses `file_name` (and everything it includes), returning the settings that apply, in order.
+/// Parses `file_name`, returning the settings that apply, in order.
 pub(crate) fn parse(
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
     file_name: &str,
     text: &str,
     notes: &mut Vec<String>,
-) -> Result<Vec<Entry>, FirmwareError> {
+) -> Vec<Entry> {
     let mut state = FilterState::default();
     let mut out = Vec::new();
-    parse_into(ctx, file_name, text, 0, &mut state, &mut out, notes)?;
-    Ok(out)
+    parse_into(ctx, file_name, text, &mut state, &mut out, notes);
+    out
 }
 
 fn parse_into(
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
     file_name: &str,
     text: &str,
-    depth: usize,
     state: &mut FilterState,
     out: &mut Vec<Entry>,
     notes: &mut Vec<String>,
-) -> Result<(), FirmwareError> {
+) {
     for (index, raw) in text.lines().enumerate() {
         let line = truncate_line(raw, file_name, index + 1, notes);
         let line = line.trim();
@@ -108,24 +102,15 @@ fn parse_into(
             continue;
         }
         if let Some(included) = directive_arg(line, "include") {
-            if depth >= MAX_INCLUDE_DEPTH {
-                return Err(FirmwareError::IncludeTooDeep {
-                    file: included.to_string(),
-                    depth: MAX_INCLUDE_DEPTH,
-                });
-            }
-            match (ctx.read)(included) {
-                Some(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    // The documentation says the file's content is inserted into the current one,
-                    // so the filter state flows into and out of it unchanged.
-                    parse_into(ctx, included, &text, depth + 1, state, out, notes)?;
-                }
-                None => notes.push(format!(
-                    "{file_name}:{}: included file `{included}` does not exist; ignored",
-                    index + 1
-                )),
-            }
+            // config.txt › Advanced features › `include`: "The `include` directive is not
+            // supported by the bootcode.bin or EEPROM bootloaders"
+            // (https://www.raspberrypi.com/documentation/computers/config_txt.html#include).
+            // The Pi 5 has no start.elf: its EEPROM bootloader is what reads config.txt and
+            // loads the kernel, so nothing of the included file applies.
+            notes.push(format!(
+                "{file_name}:{}: `include {included}` ignored: the Pi 5's EEPROM bootloader does not support `include`",
+                index + 1
+            ));
             continue;
         }
         if let Some(rest) = directive_arg(line, "initramfs") {
@@ -146,7 +131,6 @@ fn parse_into(
             )),
         }
     }
-    Ok(())
 }
 
 /// Applies the documented 98-character limit, noting when it cut something.
@@ -176,7 +160,7 @@ fn directive_arg<'l>(line: &'l str, word: &str) -> Option<&'l str> {
 }
 
 fn apply_filter(
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
     filter: &str,
     state: &mut FilterState,
     notes: &mut Vec<String>,

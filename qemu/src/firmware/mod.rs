@@ -54,7 +54,7 @@ impl Model {
     fn matches_model_filter(self, filter: &str) -> Option<bool> {
         const MODEL_FILTERS: &[&str] = &[
             "pi1", "pi2", "pi3", "pi3+", "pi4", "pi400", "cm4", "cm4s", "pi0", "pi0w", "pi02",
-            "pi5", "pi500", "pi500+", "cm5",
+            "pi5", "pi500", "cm5",
         ];
         if !MODEL_FILTERS.contains(&filter) {
             return None;
@@ -109,7 +109,7 @@ pub struct BootSelection {
     /// Full path of the device tree the firmware would load, if it exists. QEMU's `virt` machine
     /// supplies its own tree, so this is informational.
     pub device_tree: Option<String>,
-    /// Every `property=value` in force after filters, includes and overrides.
+    /// Every `property=value` in force after filters and overrides.
     pub settings: BTreeMap<String, String>,
     /// What the emulation noticed or could not do exactly as the firmware would.
     pub notes: Vec<String>,
@@ -142,16 +142,9 @@ pub enum FirmwareError {
         /// The config file that was read.
         config_file: String,
     },
-    /// `include` nested too deeply (most likely a cycle).
-    #[error(
-        "`include {file}` nests more than {depth} levels deep (an include cycle?); break the cycle"
-    )]
-    IncludeTooDeep {
-        /// The file that would have been included.
-        file: String,
-        /// The limit.
-        depth: usize,
-    },
+    /// The boot partition has no `config.txt`, so a Pi 5 does not count it as bootable.
+    #[error("the boot partition has no config.txt, and a Pi 5 bootloader only boots a FAT partition that holds one; write config.txt (pideploy image always does)")]
+    NotBootable,
 }
 
 /// Decides what the firmware would boot, the way the Pi 5 firmware does.
@@ -166,12 +159,19 @@ pub fn select(input: &FirmwareInput<'_>) -> Result<BootSelection, FirmwareError>
     let ctx = config::ParseContext {
         tryboot: input.tryboot,
         model: input.model,
-        read: input.read,
     };
+    // "Bootable partitions must be formatted as FAT12, FAT16 or FAT32 and contain a start.elf
+    // file (or config.txt file on Raspberry Pi 5) in order to be classed as bootable by the
+    // bootloader" (config.txt › autoboot.txt › `boot_partition`,
+    // https://www.raspberrypi.com/documentation/computers/config_txt.html#autoboot-txt). This
+    // holds with the tryboot flag too: the partition is chosen before tryboot.txt is read.
+    if (input.read)("config.txt").is_none() {
+        return Err(FirmwareError::NotBootable);
+    }
     let entries = match (input.read)(&config_file) {
         Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            config::parse(&ctx, &config_file, &text, &mut notes)?
+            config::parse(&ctx, &config_file, &text, &mut notes)
         }
         None => {
             notes.push(format!(

@@ -29,18 +29,34 @@ const K: (&str, &str) = ("kernel_2712.img", "K");
 const C: (&str, &str) = ("cmdline.txt", "root=/dev/vda2 console=ttyAMA0\n");
 
 #[test]
-fn defaults_without_config() {
-    let sel = ok(&[K, C], false);
+fn defaults_with_an_empty_config() {
+    let sel = ok(&[K, C, ("config.txt", "")], false);
     assert_eq!(sel.config_file, "config.txt");
     assert_eq!(sel.kernel, "kernel_2712.img");
     assert_eq!(sel.initramfs, None);
     assert_eq!(sel.cmdline_file, "cmdline.txt");
     assert_eq!(sel.cmdline, "root=/dev/vda2 console=ttyAMA0");
     assert_eq!(sel.os_prefix, "");
+}
+
+/// A Pi 5 counts a FAT partition as bootable only when it holds config.txt, tryboot or not.
+#[rstest]
+#[case::normal(false)]
+#[case::tryboot(true)]
+fn no_config_txt_does_not_boot(#[case] tryboot: bool) {
+    let err = run(&[K, C, ("tryboot.txt", "")], tryboot).unwrap_err();
+    assert!(matches!(err, FirmwareError::NotBootable), "{err}");
+    assert!(err.to_string().contains("no config.txt"), "{err}");
+}
+
+#[test]
+fn tryboot_without_tryboot_txt_uses_defaults() {
+    let sel = ok(&[K, C, ("config.txt", "kernel=nope.img\n")], true);
+    assert_eq!(sel.kernel, "kernel_2712.img");
     assert!(sel
         .notes
         .iter()
-        .any(|n| n.contains("config.txt does not exist")));
+        .any(|n| n.contains("tryboot.txt does not exist")));
 }
 
 /// Which kernel a one-section config selects: a kernel per filter, `kernel=` under the section.
@@ -57,6 +73,7 @@ fn defaults_without_config() {
 #[case::cm4("[cm4]", "kernel_2712.img")]
 #[case::cm5("[cm5]", "kernel_2712.img")]
 #[case::pi500("[pi500]", "kernel_2712.img")]
+#[case::pi500_plus_is_no_documented_filter("[pi500+]", "kernel_2712.img")]
 #[case::pi400("[pi400]", "kernel_2712.img")]
 #[case::tryboot_off("[tryboot]", "kernel_2712.img")]
 #[case::edid("[EDID=DEL-DELL_U2422H]", "kernel_2712.img")]
@@ -132,40 +149,27 @@ fn tryboot_filter_follows_flag(#[case] flag: bool, #[case] kernel: &str) {
     assert_eq!(sel.kernel, kernel);
 }
 
+/// The Pi 5's EEPROM bootloader does not follow `include`: nothing of the file applies.
 #[test]
-fn include_inserts_content_and_keeps_filter_state() {
+fn include_is_ignored_and_noted() {
     let sel = ok(
         &[
+            K,
             C,
             ("a.img", "A"),
-            ("b.img", "B"),
-            ("c.img", "C"),
-            (
-                "config.txt",
-                "[pi5]\ninclude extra.txt\nkernel=c.img\n[pi4]\ninclude other.txt\n",
-            ),
-            ("extra.txt", "kernel=a.img\ncmdline=cmd2.txt\n[pi4]\n"),
-            ("other.txt", "cmdline=never.txt\n"),
-            ("cmd2.txt", "from cmd2"),
+            ("config.txt", "[pi5]\ninclude extra.txt\n"),
+            ("extra.txt", "kernel=a.img\n"),
         ],
         false,
     );
-    // `[pi4]` at the end of extra.txt filters the rest of config.txt: kernel=c.img is skipped.
-    assert_eq!(sel.kernel, "a.img");
-    assert_eq!(sel.cmdline, "from cmd2");
-    assert_eq!(sel.cmdline_file, "cmd2.txt");
-}
-
-#[test]
-fn include_missing_file_is_noted() {
-    let sel = ok(&[K, C, ("config.txt", "include nope.txt\n")], false);
-    assert!(sel.notes.iter().any(|n| n.contains("nope.txt")));
-}
-
-#[test]
-fn include_cycle_is_an_error() {
-    let err = run(&[K, C, ("config.txt", "include config.txt\n")], false).unwrap_err();
-    assert!(matches!(err, FirmwareError::IncludeTooDeep { .. }), "{err}");
+    assert_eq!(sel.kernel, "kernel_2712.img");
+    assert!(
+        sel.notes
+            .iter()
+            .any(|n| n.contains("include extra.txt") && n.contains("does not support")),
+        "{:?}",
+        sel.notes
+    );
 }
 
 #[test]
@@ -332,9 +336,9 @@ fn settings_map_holds_last_values() {
 }
 
 #[rstest]
-#[case::kernel(&[C], "kernel_2712.img")]
+#[case::kernel(&[C, ("config.txt", "")], "kernel_2712.img")]
 #[case::kernel_setting(&[C, ("config.txt", "kernel=vmlinuz\n")], "vmlinuz")]
-#[case::kernel_tryboot(&[C, ("tryboot.txt", "kernel=new.img\n")], "new.img")]
+#[case::kernel_tryboot(&[C, ("config.txt", ""), ("tryboot.txt", "kernel=new.img\n")], "new.img")]
 fn missing_kernel_names_the_file(#[case] files: &[(&str, &str)], #[case] path: &str) {
     let tryboot = files.iter().any(|(f, _)| *f == "tryboot.txt");
     match run(files, tryboot) {
@@ -344,7 +348,7 @@ fn missing_kernel_names_the_file(#[case] files: &[(&str, &str)], #[case] path: &
 }
 
 #[rstest]
-#[case::default(&[K], "cmdline.txt")]
+#[case::default(&[K, ("config.txt", "")], "cmdline.txt")]
 #[case::setting(&[K, ("config.txt", "cmdline=c2.txt\n")], "c2.txt")]
 #[case::prefixed(&[K, ("p/kernel_2712.img", "K"), ("config.txt", "os_prefix=p/\n")], "p/cmdline.txt")]
 fn missing_cmdline_names_the_file(#[case] files: &[(&str, &str)], #[case] path: &str) {
