@@ -92,6 +92,7 @@ impl Setup {
                 ("fixture", fixture_dir().join("apt/Packages")),
                 ("raspberrypi", empty),
                 ("debian", idx.join("debian.Packages")),
+                ("debian-security", idx.join("debian-security.Packages")),
             ],
             &fixture_debs(),
         );
