@@ -206,11 +206,15 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
 
     // 3. The package set as an FHS tree, and /etc.
     let sw = add_sw(inp.store, &packages)?;
-    let console = board
-        .qemu
-        .as_ref()
-        .map(|q| q.console.clone())
-        .unwrap_or_else(|| "console".into());
+    let consoles = if board.boot.login_consoles.is_empty() {
+        vec![board
+            .qemu
+            .as_ref()
+            .map(|q| q.console.clone())
+            .unwrap_or_else(|| "console".into())]
+    } else {
+        board.boot.login_consoles.clone()
+    };
     let sudo = packages
         .get("sudo")
         .map(|p| format!("{}/usr/bin/sudo", p.absolute()));
@@ -218,7 +222,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         cfg,
         &EtcContext {
             busybox: &busybox,
-            console: &console,
+            consoles: &consoles,
             sudo: sudo.as_deref(),
         },
     )

@@ -80,8 +80,8 @@ const DEBIAN_GROUPS: &[(&str, u32)] = &[
 pub struct EtcContext<'a> {
     /// Absolute path of the busybox binary (shebang of generated scripts).
     pub busybox: &'a str,
-    /// Console device for the login prompt.
-    pub console: &'a str,
+    /// Terminals that get a login prompt and the SSH host key line.
+    pub consoles: &'a [String],
     /// Absolute path of the sudo binary when the sudo package is in the closure (then sudoers and
     /// the setuid wrapper are made).
     pub sudo: Option<&'a str>,
@@ -91,6 +91,24 @@ pub struct EtcContext<'a> {
 fn resolve_id(kind: &str, name: &str, ids: &BTreeMap<String, u32>) -> Result<u32, String> {
     ids.get(name).copied().ok_or_else(|| {
         format!("{kind} {name:?} is not root, a configured user or a known group: add it to users or use a number")
+    })
+}
+
+/// The inittab line giving `tty` a login prompt: a virtual terminal (`tty1`) runs at the console's
+/// own speed, a serial line (`ttyAMA10`, `ttyS0`, `console`) at 115200 baud without modem control.
+fn getty_line(tty: &str) -> Result<String, String> {
+    if tty.is_empty() || !tty.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "board login_consoles: {tty:?} is not a terminal name like ttyAMA10 or tty1"
+        ));
+    }
+    let vt = tty
+        .strip_prefix("tty")
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    Ok(if vt {
+        format!("{tty}::respawn:/run/busybox/getty 38400 {tty} linux\n")
+    } else {
+        format!("{tty}::respawn:/run/busybox/getty -L 115200 {tty} vt100\n")
     })
 }
 
@@ -216,6 +234,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
             if cfg.ssh.enable { "1" } else { "0" }.to_string(),
         ),
         ("SSH_PORT", cfg.ssh.port.to_string()),
+        ("LOGIN_CONSOLES", ctx.consoles.join(" ")),
     ];
     env.sort();
     let env: String = env
@@ -308,11 +327,11 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         };
         inittab += &format!("::{action}:/etc/pideploy/services/{name}\n");
     }
-    inittab += &format!(
-        "::once:/run/current-system/ready\n{c}::respawn:/run/busybox/getty -L 115200 {c} vt100\n\
-         ::ctrlaltdel:/run/busybox/reboot\n::shutdown:/run/current-system/shutdown-tasks\n",
-        c = ctx.console
-    );
+    inittab += "::once:/run/current-system/ready\n";
+    for c in ctx.consoles {
+        inittab += &getty_line(c)?;
+    }
+    inittab += "::ctrlaltdel:/run/busybox/reboot\n::shutdown:/run/current-system/shutdown-tasks\n";
     e.insert("inittab".into(), GenFile::text(inittab));
 
     if let Some(sudo) = ctx.sudo {
@@ -378,7 +397,7 @@ mod tests {
     fn ctx() -> EtcContext<'static> {
         EtcContext {
             busybox: "/pideploy/store/x-busybox/bin/busybox",
-            console: "ttyAMA0",
+            consoles: Box::leak(Box::new(["ttyAMA0".to_string()])),
             sudo: Some("/pideploy/store/x-sudo/usr/bin/sudo"),
         }
     }
@@ -400,12 +419,49 @@ mod tests {
         assert!(text("shadow").starts_with("root:*:"));
         assert!(text("inittab").contains("::respawn:/etc/pideploy/services/sshd"));
         assert!(text("inittab").contains("::respawn:/etc/pideploy/services/dhcp"));
+        assert!(text("inittab")
+            .contains("\nttyAMA0::respawn:/run/busybox/getty -L 115200 ttyAMA0 vt100\n"));
+        assert!(text("pideploy/system.env").contains("LOGIN_CONSOLES=ttyAMA0\n"));
         assert!(text("pideploy/services/sshd").contains("exec /usr/sbin/dropbear -F -E -p 22"));
         assert!(p.etc_files.contains("copy shadow 0600 0 0"));
         assert!(p.etc_files.contains("link hostname"));
         assert_eq!(p.users, "pi 1000 1000 /home/pi\n");
         assert!(p.keys["pi"].starts_with("ssh-ed25519 "));
         assert!(p.wrappers.starts_with("sudo "));
+    }
+
+    /// The Pi 5: a login prompt on the debug UART and on HDMI, each with the right getty.
+    #[test]
+    fn every_login_console_gets_a_getty() {
+        let cfg = HostConfig::default_for("rpi5", vec![]);
+        let consoles = ["ttyAMA10".to_string(), "tty1".to_string()];
+        let p = plan(
+            &cfg,
+            &EtcContext {
+                consoles: &consoles,
+                ..ctx()
+            },
+        )
+        .unwrap();
+        let GenFile::File { data, .. } = &p.etc["inittab"] else {
+            panic!("inittab is a file")
+        };
+        let inittab = String::from_utf8(data.clone()).unwrap();
+        assert!(
+            inittab.contains("\nttyAMA10::respawn:/run/busybox/getty -L 115200 ttyAMA10 vt100\n")
+        );
+        assert!(inittab.contains("\ntty1::respawn:/run/busybox/getty 38400 tty1 linux\n"));
+        let bad = ["tty1; reboot".to_string()];
+        let err = plan(
+            &cfg,
+            &EtcContext {
+                consoles: &bad,
+                ..ctx()
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("login_consoles"), "{err}");
     }
 
     #[test]

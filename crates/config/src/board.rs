@@ -67,6 +67,10 @@ pub struct BoardBoot {
     /// Base kernel command line arguments.
     #[serde(default)]
     pub cmdline: Vec<String>,
+    /// Terminals that get a login prompt and the boot's SSH host key line (e.g. the Pi 5's debug
+    /// UART `ttyAMA10` and the HDMI console `tty1`). Empty: the QEMU console, else `/dev/console`.
+    #[serde(default)]
+    pub login_consoles: Vec<String>,
 }
 
 /// Where the kernel comes from and where its parts lie inside the package.

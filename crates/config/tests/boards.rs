@@ -40,14 +40,16 @@ fn rpi5_loads() {
     assert_eq!(
         board.boot.cmdline,
         [
-            "console=serial0,115200",
             "console=tty1",
+            "console=serial0,115200",
             "rootfstype=ext4",
             "rootwait",
             "fsck.repair=yes",
             "panic=10"
         ]
     );
+    // The UART is /dev/console (the last console=), and both terminals get a login prompt.
+    assert_eq!(board.boot.login_consoles, ["ttyAMA10", "tty1"]);
     let p = &board.partitions;
     assert_eq!(
         (

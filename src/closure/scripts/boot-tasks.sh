@@ -48,5 +48,12 @@ fi
 if [ "$SSH_ENABLE" = 1 ]; then
     key=/etc/dropbear/dropbear_ed25519_host_key
     [ -s "$key" ] || dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1
-    echo "pideploy: ssh host key: $(dropbearkey -y -f "$key" | grep '^ssh-')"
+    line="pideploy: ssh host key: $(dropbearkey -y -f "$key" | grep '^ssh-')"
+    echo "$line"
+    # Also on every other terminal with a login prompt (/dev/console is the last active one).
+    console=$(awk '{ print $NF }' /sys/class/tty/console/active 2>/dev/null)
+    for c in $LOGIN_CONSOLES; do
+        [ "$c" != console ] && [ "$c" != "$console" ] && [ -c "/dev/$c" ] || continue
+        echo "$line" > "/dev/$c" 2>/dev/null || true
+    done
 fi
