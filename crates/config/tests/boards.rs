@@ -44,8 +44,8 @@ fn rpi5_loads() {
             "console=serial0,115200",
             "rootfstype=ext4",
             "rootwait",
-            "fsck.repair=yes",
-            "panic=10"
+            "panic=10",
+            "pideploy.fail=reboot"
         ]
     );
     // The UART is /dev/console (the last console=), and both terminals get a login prompt.

@@ -10,4 +10,6 @@ if [ "$SSH_ENABLE" = 1 ]; then
         usleep 100000
     done
 fi
+# This boot worked: failed boots counted by stage 2 no longer count as "in a row".
+if [ -e /pideploy/var/failed-boots ]; then rm -f /pideploy/var/failed-boots; sync; fi
 echo "PIDEPLOY-READY $(readlink /run/current-system)"

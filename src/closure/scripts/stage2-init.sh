@@ -3,11 +3,34 @@
 # then hand PID 1 to busybox init, which runs /etc/inittab (boot tasks, services, getty, shutdown).
 bb=@BUSYBOX@
 sys=$($bb dirname "$0")
+# A failed boot never waits for someone. With pideploy.fail=reboot (the rpi5 board's command line:
+# a halted Pi 5 waits for its power button) the machine restarts, so a generation on trial through
+# tryboot falls back to the committed one. A generation that fails 3 boots in a row halts with a
+# message instead of restarting forever; the count is kept on the root when it is already writable,
+# and the next boot that gets as far as `ready` clears it.
+fails=/pideploy/var/failed-boots
 fail() {
     echo "PIDEPLOY-FAIL stage2: $*"
+    action=poweroff
+    if $bb grep -q 'pideploy.fail=reboot' /proc/cmdline 2>/dev/null; then
+        action=reboot
+        n=$($bb cat "$fails" 2>/dev/null)
+        case "$n" in ''|*[!0-9]*) n=0 ;; esac
+        n=$((n + 1))
+        if { echo "$n" > "$fails.tmp"; } 2>/dev/null && $bb mv -f "$fails.tmp" "$fails"; then
+            $bb sync
+            if [ "$n" -ge 3 ]; then
+                echo "pideploy: $n boots in a row failed; halting instead of restarting again (fix the card, or power-cycle to try once more)"
+                action=poweroff
+            else
+                echo "pideploy: failed boot $n of 3 in a row; restarting in 3 s"
+            fi
+        else
+            echo "pideploy: restarting in 3 s (the root is read-only here, so this failure is not counted)"
+        fi
+    fi
     $bb sleep 3
-    if $bb grep -q 'pideploy.fail=reboot' /proc/cmdline 2>/dev/null; then $bb reboot -f; fi
-    $bb poweroff -f
+    $bb $action -f
     while :; do $bb sleep 3600; done
 }
 $bb mkdir -p /proc /sys /dev /run
