@@ -379,6 +379,8 @@ pub fn flash(ui: &Ui, a: FlashArgs) -> CmdResult {
         Some(b) => b.image_size,
         None => pideploy_imageio::image_size(&a.image)?.unwrap_or(0),
     };
+    // Before any question: flashing an image onto itself destroys it (--force does not apply).
+    pideploy_imageio::check_not_image(&a.image, &a.device)?;
     let facts = pideploy_imageio::device_facts(&a.device)?;
     pideploy_imageio::check_target(&facts, size, a.force)?;
     if !a.yes {

@@ -176,6 +176,31 @@ pub enum IoError {
         /// The target.
         path: PathBuf,
     },
+    /// The flash target is the image itself (a link, another name, or a loop device over it).
+    #[error(
+        "the flash target {target:?} {how} the image {image:?}: writing it would destroy the image while it is read; \
+         name the card (e.g. /dev/sdb, see `lsblk`) or another file"
+    )]
+    TargetIsImage {
+        /// The image as given.
+        image: PathBuf,
+        /// The target as given.
+        target: PathBuf,
+        /// "is the same file as" / "is a loop device over".
+        how: &'static str,
+    },
+    /// The flash target is a regular file attached to a loop device.
+    #[error(
+        "{path:?} is attached to loop device {}: writing it would corrupt what the loop device shows; \
+         unmount and detach it first (`sudo umount <mount point>`, `sudo losetup -d /dev/loopN`)",
+        .loops.join(", ")
+    )]
+    TargetBacksLoop {
+        /// The target.
+        path: PathBuf,
+        /// "/dev/loopN" with its mounts, for each loop device.
+        loops: Vec<String>,
+    },
 }
 
 impl IoError {

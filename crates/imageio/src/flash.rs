@@ -14,6 +14,7 @@ use crate::hash::{HashReader, HashWriter, Sha256};
 use crate::open::{decompress_error, image_size, open_image};
 use crate::progress::ProgressReader;
 use crate::pump::{pump, PumpError};
+use crate::same_file::check_opened;
 use crate::sparse::SparseWriter;
 
 /// What [`flash`] did.
@@ -39,7 +40,8 @@ pub struct FlashSummary {
 /// After an fsync and dropping the target's cached pages, every mapped range (or, without a
 /// bmap, the whole image) is read back and compared by sha256.
 /// `progress(raw_bytes_done, raw_total)` reports the write phase; `raw_total` is 0 when the size
-/// is unknown. Call [`crate::check_target`] first: this function does not judge the target.
+/// is unknown. Call [`crate::check_target`] first: this function does not judge the target,
+/// except that it refuses (before writing anything) a target that is the image itself.
 pub fn flash(
     image: &Path,
     bmap: Option<&Bmap>,
@@ -71,6 +73,13 @@ pub(crate) fn flash_with_hook(
         }
     };
     let target = open_target(device, is_block)?;
+    // Checked on the opened target, before anything is truncated or written.
+    check_opened(image, device, &target)?;
+    if !is_block {
+        target
+            .set_len(0)
+            .map_err(|e| write_error(image, device, e))?;
+    }
     let mut reader =
         ProgressReader::new(HashReader::new(open_image(image)?), |n| progress(n, total));
     let fail = |e: PumpError| match e {
@@ -133,7 +142,8 @@ fn open_target(device: &Path, is_block: bool) -> Result<File, IoError> {
         // O_EXCL on a block device: the kernel refuses if it is mounted or claimed elsewhere.
         opts.custom_flags(rustix::fs::OFlags::EXCL.bits() as i32);
     } else {
-        opts.create(true).truncate(true);
+        // Truncated only once it is known not to be the image.
+        opts.create(true);
     }
     opts.open(device).map_err(|e| {
         if is_block && e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {

@@ -22,6 +22,9 @@ pub struct DeviceFacts {
     pub removable: Option<bool>,
     /// Size in bytes; `None` for files (they grow) or when unknown.
     pub size: Option<u64>,
+    /// For a regular file: the loop devices attached to it, each with its mounts
+    /// ("/dev/loop3 (mounted on /mnt/a)"). Linux only; empty elsewhere.
+    pub loop_devices: Vec<String>,
 }
 
 /// Observes `dev`: `stat`, `/proc/self/mounts`, `/proc/swaps` and `/sys/class/block/<name>/`.
@@ -50,6 +53,7 @@ pub fn device_facts(dev: &Path) -> Result<DeviceFacts, IoError> {
             holds_root: false,
             removable: None,
             size: None,
+            loop_devices: crate::loops::loops_backed_by(&meta),
         });
     }
     if !ft.is_block_device() {
@@ -97,6 +101,7 @@ pub fn device_facts(dev: &Path) -> Result<DeviceFacts, IoError> {
         holds_root,
         removable,
         size,
+        loop_devices: Vec::new(),
     })
 }
 
@@ -164,7 +169,7 @@ pub(crate) fn usage(
 }
 
 /// Undoes the kernel's octal escapes in mount fields (`\040` is a space).
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -189,8 +194,10 @@ fn unescape(s: &str) -> String {
 /// Decides, from observed facts only, whether `image_size` bytes may be written to the target.
 ///
 /// Refuses, in this order: a disk holding this computer's `/`; a device with mounted
-/// partitions (naming them); a block device not known to be removable unless `force`; a device
-/// smaller than the image. A regular file is always allowed (that is how flashing is tested).
+/// partitions (naming them); a file attached to a loop device (even unmounted: the loop device
+/// may be mounted later, and nobody attaches a file they mean to overwrite); a block device not
+/// known to be removable unless `force`; a device smaller than the image. Any other regular
+/// file is allowed (that is how flashing is tested).
 pub fn check_target(f: &DeviceFacts, image_size: u64, force: bool) -> Result<(), IoError> {
     let path = f.path.clone();
     if f.holds_root {
@@ -200,6 +207,12 @@ pub fn check_target(f: &DeviceFacts, image_size: u64, force: bool) -> Result<(),
         return Err(IoError::TargetMounted {
             path,
             mounts: f.mounted_partitions.clone(),
+        });
+    }
+    if !f.loop_devices.is_empty() {
+        return Err(IoError::TargetBacksLoop {
+            path,
+            loops: f.loop_devices.clone(),
         });
     }
     if f.is_block_device && f.removable != Some(true) && !force {
@@ -237,6 +250,7 @@ mod tests {
             holds_root: root,
             removable,
             size,
+            loop_devices: Vec::new(),
         }
     }
 

@@ -143,6 +143,38 @@ pub enum TransportError {
         known_hosts: PathBuf,
     },
 
+    /// The server's host key is marked `@revoked` in known_hosts.
+    #[error(
+        "the host key of {host} is REVOKED: {fingerprint} is marked @revoked at {known_hosts}:{line}; refusing to connect (--accept-new never records a revoked key). The Pi needs new host keys: regenerate them there (`ssh-keygen -A` after removing /etc/ssh/ssh_host_*) and record the new one",
+        known_hosts = .known_hosts.display()
+    )]
+    HostKeyRevoked {
+        /// `host` or `[host]:port`.
+        host: String,
+        /// Type and fingerprint of the key the server sent.
+        fingerprint: String,
+        /// The known_hosts file consulted.
+        known_hosts: PathBuf,
+        /// The `@revoked` line.
+        line: usize,
+    },
+
+    /// Only `@cert-authority` lines name the host, and pideploy does not check host certificates.
+    #[error(
+        "{host} is trusted in {known_hosts}:{line} through a @cert-authority line, but pideploy does not check host certificates; refusing to connect. Record the host's own key ({fingerprint}, check it on the Pi with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`) in known_hosts",
+        known_hosts = .known_hosts.display()
+    )]
+    HostCertAuthority {
+        /// `host` or `[host]:port`.
+        host: String,
+        /// Type and fingerprint of the key the server sent.
+        fingerprint: String,
+        /// The known_hosts file consulted.
+        known_hosts: PathBuf,
+        /// The first `@cert-authority` line naming the host.
+        line: usize,
+    },
+
     /// known_hosts could not be read or written.
     #[error("{what} {path} failed: {source}; check the file's permissions or pass another known_hosts file")]
     KnownHostsIo {

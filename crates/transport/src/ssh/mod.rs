@@ -208,7 +208,7 @@ fn open_session(
     session.set_blocking(true);
     session.set_timeout(millis(o.connect_timeout));
     let kh_name = r.known_hosts_name();
-    let prefs = known_hosts::preferred_algorithms(&session, &r.known_hosts, &kh_name)?;
+    let prefs = known_hosts::preferred_algorithms(&r.known_hosts, &kh_name)?;
     session
         .method_pref(MethodType::HostKey, &prefs)
         .map_err(|source| protocol_error("choosing host key algorithms", &target, source))?;
@@ -328,24 +328,37 @@ fn verify_host_key(
     let fingerprint = known_hosts::fingerprint(&blob);
     let key_type = known_hosts::key_type(&blob).unwrap_or_else(|| "unknown-type".into());
     let name = r.known_hosts_name();
-    match known_hosts::check(session, &r.known_hosts, &name, &blob)? {
+    let path = &r.known_hosts;
+    let mut verdict = known_hosts::check(path, &name, &blob)?;
+    if verdict == known_hosts::Verdict::Unknown && accept_new {
+        verdict = known_hosts::record(path, &name, &blob)?;
+    }
+    match verdict {
         known_hosts::Verdict::Known => Ok(fingerprint),
-        known_hosts::Verdict::Changed(old) => Err(TransportError::HostKeyChanged {
+        known_hosts::Verdict::Revoked(line) => Err(TransportError::HostKeyRevoked {
             host: name,
             fingerprint: format!("{key_type} {fingerprint}"),
-            known_fingerprint: old.join(", "),
-            known_hosts: r.known_hosts.clone(),
+            known_hosts: path.clone(),
+            line,
         }),
-        known_hosts::Verdict::Unknown if accept_new => {
-            known_hosts::append(&r.known_hosts, &name, &blob)?;
-            Ok(fingerprint)
-        }
+        v @ known_hosts::Verdict::Changed(_) => Err(TransportError::HostKeyChanged {
+            host: name,
+            fingerprint: format!("{key_type} {fingerprint}"),
+            known_fingerprint: known_hosts::describe_lines(path, &v),
+            known_hosts: path.clone(),
+        }),
+        known_hosts::Verdict::CertAuthority(line) => Err(TransportError::HostCertAuthority {
+            host: name,
+            fingerprint: format!("{key_type} {fingerprint}"),
+            known_hosts: path.clone(),
+            line,
+        }),
         known_hosts::Verdict::Unknown => Err(TransportError::UnknownHostKey {
             hostname: r.hostname.clone(),
             port: r.port,
             key_type,
             fingerprint,
-            known_hosts: r.known_hosts.clone(),
+            known_hosts: path.clone(),
         }),
     }
 }
