@@ -418,3 +418,160 @@ fn over_ssh_host_key_and_sudo() {
     );
     assert_eq!(status(&v, "pending generation"), "ok");
 }
+
+// ---- images ----
+
+/// Builds the rpi5 fixture image (image-fixtures/: the rpi5 board with a fixture kernel package,
+/// real Debian arm64 userland) into `w`.
+fn rpi5_image(w: &Path) -> PathBuf {
+    let fixtures = repo().join("image-fixtures");
+    let config = w.join("pi.toml");
+    fs::write(
+        &config,
+        format!(
+            "board = \"{}\"\nhostname = \"docpi\"\n\n[[users]]\nname = \"pi\"\nuid = 1000\n\
+             ssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw9dF0bq1mI2M5kq0fN8rP0Yp3f7Ue6o0m8qX4H2Lz1 test@pideploy\"]\n",
+            fixtures.join("rpi5-fixture.toml").display()
+        ),
+    )
+    .unwrap();
+    let pool = fixtures.join("apt/pool/main/l/linux-image-rpi-2712");
+    let mut debs: Vec<PathBuf> = fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort();
+    let (lock, cache, store) = (w.join("pideploy.lock"), w.join("cache"), w.join("store"));
+    let empty = w.join("empty.Packages");
+    fs::write(&empty, "").unwrap();
+    let idx = debian_indexes();
+    let mut indexes = vec![
+        ("fixture", fixtures.join("apt/Packages")),
+        ("raspberrypi", empty),
+        ("debian", idx.join("debian.Packages")),
+    ];
+    // The fixture board gains the board's security source when it follows boards/rpi5.toml.
+    if fs::read_to_string(fixtures.join("rpi5-fixture.toml"))
+        .unwrap()
+        .contains("debian-security")
+    {
+        indexes.push(("debian-security", idx.join("debian-security.Packages")));
+    }
+    lock_and_import_with(&config, &lock, &cache, &store, &indexes, &debs);
+    let img = w.join("pi.img");
+    let mut c = pideploy();
+    env_for(&mut c, &cache, &store)
+        .arg("image")
+        .arg("--config")
+        .arg(&config)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("-o")
+        .arg(&img);
+    run(&mut c);
+    img
+}
+
+/// `IMAGE@@OFFSET` for mtools: the boot partition inside the image, no extraction.
+fn boot_fat(img: &Path) -> String {
+    let start = partitions(img)[0].0;
+    format!("{}@@{}", img.display(), start * 512)
+}
+
+fn mtools(tool: &str, args: &[&str]) -> Output {
+    run(Command::new(tool).env("MTOOLS_SKIP_CHECK", "1").args(args))
+}
+
+fn image_doctor(img: &Path) -> (i32, Value) {
+    let (code, v, _) = doctor_json(pideploy().arg("doctor").arg(img));
+    (code, v)
+}
+
+#[test]
+fn a_built_image_passes_and_damaged_copies_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let img = rpi5_image(w);
+    let (code, v) = image_doctor(&img);
+    assert_eq!(code, 0, "{v:#}");
+    for name in [
+        "partitions",
+        "config.txt",
+        "kernel",
+        "device tree",
+        "cmdline root",
+        "boot room",
+        "generations",
+    ] {
+        assert_eq!(status(&v, name), "ok", "{name}: {v:#}");
+    }
+    assert!(check(&v, "device tree")["detail"]
+        .as_str()
+        .unwrap()
+        .ends_with("gen-1/bcm2712-rpi-5-b.dtb"));
+    assert!(check(&v, "boot room")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("more generation"));
+
+    // cmdline root= changed to a partition that is not there.
+    let bad_root = w.join("bad-root.img");
+    fs::copy(&img, &bad_root).unwrap();
+    let fat = boot_fat(&bad_root);
+    let cmdline =
+        String::from_utf8(mtools("mtype", &["-i", &fat, "::gen-1/cmdline.txt"]).stdout).unwrap();
+    let root_arg = cmdline
+        .split_whitespace()
+        .find(|a| a.starts_with("root="))
+        .unwrap()
+        .to_string();
+    let edited = w.join("cmdline.txt");
+    fs::write(
+        &edited,
+        cmdline.replace(&root_arg, "root=PARTUUID=deadbeef-02"),
+    )
+    .unwrap();
+    mtools(
+        "mcopy",
+        &[
+            "-o",
+            "-i",
+            &fat,
+            edited.to_str().unwrap(),
+            "::gen-1/cmdline.txt",
+        ],
+    );
+    let (code, v) = image_doctor(&bad_root);
+    assert_eq!(code, 1, "{v:#}");
+    let c = check(&v, "cmdline root");
+    assert_eq!(c["status"], "fail");
+    assert!(c["detail"].as_str().unwrap().contains("deadbeef-02"), "{c}");
+    assert_eq!(status(&v, "kernel"), "ok");
+
+    // The device tree gone.
+    let no_dtb = w.join("no-dtb.img");
+    fs::copy(&img, &no_dtb).unwrap();
+    mtools(
+        "mdel",
+        &["-i", &boot_fat(&no_dtb), "::gen-1/bcm2712-rpi-5-b.dtb"],
+    );
+    let (code, v) = image_doctor(&no_dtb);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(status(&v, "device tree"), "fail");
+
+    // config.txt deleted.
+    let no_config = w.join("no-config.img");
+    fs::copy(&img, &no_config).unwrap();
+    mtools("mdel", &["-i", &boot_fat(&no_config), "::config.txt"]);
+    let (code, v) = image_doctor(&no_config);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(status(&v, "config.txt"), "fail");
+
+    // Not an image at all: one ✗ line, not a crash.
+    let junk = w.join("junk.img");
+    fs::write(&junk, vec![0u8; 4096]).unwrap();
+    let (code, v) = image_doctor(&junk);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(status(&v, "image"), "fail");
+}
