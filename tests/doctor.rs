@@ -6,11 +6,12 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
-use common::sshd::{Sshd, NOPW_USER, PW_USER};
+use common::sshd::{sudo_password, Sshd, NOPW_USER, PW_USER};
 use common::*;
 use serde_json::Value;
 
@@ -417,6 +418,27 @@ fn over_ssh_host_key_and_sudo() {
         "{c}"
     );
     assert_eq!(status(&v, "pending generation"), "ok");
+    // With the password given the way deploys take it, sudo passes.
+    let mut c = pd(PW_USER, &sshd.known_hosts);
+    c.arg("--ask-sudo-password")
+        .arg("--json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", sudo_password()).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(status(&v, "sudo"), "ok");
+    assert!(check(&v, "sudo")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("password given"));
 }
 
 // ---- images ----
@@ -567,6 +589,25 @@ fn a_built_image_passes_and_damaged_copies_fail() {
     let (code, v) = image_doctor(&no_config);
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(status(&v, "config.txt"), "fail");
+
+    // The image's own root, unpacked the way a card holds it, as a local target: everything passes,
+    // and the closure doctor sums on the target is the one `inspect` reports for the image.
+    let root = w.join("root");
+    fs::create_dir(w.join("unpack")).unwrap();
+    unpack_image(&img, &w.join("unpack"), &root);
+    let (code, v, _) = doctor_json(&mut local(&root));
+    assert_eq!(code, 0, "{v:#}");
+    let inspect = run(pideploy().arg("inspect").arg(&img).arg("--json"));
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let closure = inspect["closure_size"].as_u64().unwrap();
+    let store = check(&v, "store free space")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        store.contains(&format!("needs at most {} MiB", closure.div_ceil(1 << 20))),
+        "{store} vs {closure}"
+    );
 
     // Not an image at all: one ✗ line, not a crash.
     let junk = w.join("junk.img");
