@@ -144,11 +144,38 @@ pub enum QemuStart {
     Error(String),
 }
 
+/// Where a tool was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// On `PATH`: what `Command::new` runs.
+    OnPath(PathBuf),
+    /// Installed, but only in an sbin directory that is not on `PATH` (Debian gives non-root
+    /// users no sbin in `PATH`, and mke2fs/debugfs/sfdisk live there): pideploy would not find it.
+    OffPath(PathBuf),
+    /// Not installed.
+    Missing,
+}
+
+/// The sbin directories Debian installs e2fsprogs and fdisk into.
+const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin"];
+
+/// Looks a tool up on `path`, then in the sbin directories.
+pub fn locate(program: &str, path: &OsStr) -> Located {
+    if let Some(p) = find_on_path(program, path) {
+        return Located::OnPath(p);
+    }
+    let sbin = std::env::join_paths(SBIN_DIRS).unwrap_or_default();
+    match find_on_path(program, &sbin) {
+        Some(p) => Located::OffPath(p),
+        None => Located::Missing,
+    }
+}
+
 /// Everything [`gather`] saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineFacts {
     /// Each tool and where it was found on `PATH`.
-    pub tools: Vec<(Tool, Option<PathBuf>)>,
+    pub tools: Vec<(Tool, Located)>,
     /// `mke2fs -V` output.
     pub mke2fs_version: Option<String>,
     /// `debugfs -V` output.
@@ -289,11 +316,15 @@ pub fn probe_dir(role: &'static str, path: &Path) -> DirFacts {
 /// Looks at this machine. `path` is the `PATH` to search, `cache` and `store` the directories
 /// pideploy would use, `scratch` a temporary directory for the QEMU probe.
 pub fn gather(path: &OsStr, cache: &Path, store: &Path, scratch: &Path) -> MachineFacts {
-    let tools: Vec<(Tool, Option<PathBuf>)> = TOOLS
+    let tools: Vec<(Tool, Located)> = TOOLS
         .iter()
-        .map(|t| (*t, find_on_path(t.program, path)))
+        .map(|t| (*t, locate(t.program, path)))
         .collect();
-    let found = |p: &str| tools.iter().any(|(t, w)| t.program == p && w.is_some());
+    let found = |p: &str| {
+        tools
+            .iter()
+            .any(|(t, w)| t.program == p && matches!(w, Located::OnPath(_)))
+    };
     let qemu_bin = std::env::var("PIDEPLOY_QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
     let qemu_there = if qemu_bin.contains('/') {
         Path::new(&qemu_bin).exists()
@@ -586,16 +617,29 @@ pub fn checks(f: &MachineFacts) -> Vec<Check> {
     let mut out = Vec::new();
     for (t, found) in &f.tools {
         let name = format!("tool {}", t.program);
+        let detail = |what: String| format!("{what}; {}", t.why);
+        let verdict = |name: String, detail: String, fix: String| {
+            if t.needed {
+                Check::fail(name, detail, fix)
+            } else {
+                Check::warn(name, detail, fix)
+            }
+        };
         out.push(match found {
-            Some(p) => Check::ok(name, format!("{} ({})", p.display(), t.why)),
-            None if t.needed => Check::fail(
+            Located::OnPath(p) => Check::ok(name, format!("{} ({})", p.display(), t.why)),
+            Located::OffPath(p) => verdict(
                 name,
-                format!("{} is not on PATH; {}", t.program, t.why),
-                format!("apt-get install {}", t.package),
+                detail(format!("{} is installed but not on PATH", p.display())),
+                format!(
+                    "add its directory to PATH: export PATH=\"$PATH:{}\"",
+                    p.parent()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                ),
             ),
-            None => Check::warn(
+            Located::Missing => verdict(
                 name,
-                format!("{} is not on PATH; {}", t.program, t.why),
+                detail(format!("{} is not installed", t.program)),
                 format!("apt-get install {}", t.package),
             ),
         });
@@ -739,9 +783,10 @@ mod tests {
     fn missing_needed_tool_fails_with_its_package_and_optional_one_warns() {
         let facts = MachineFacts {
             tools: vec![
-                (TOOLS[0], None),
-                (TOOLS[5], None),
-                (TOOLS[1], Some("/sbin/debugfs".into())),
+                (TOOLS[0], Located::Missing),
+                (TOOLS[5], Located::Missing),
+                (TOOLS[1], Located::OnPath("/sbin/debugfs".into())),
+                (TOOLS[4], Located::OffPath("/usr/sbin/sfdisk".into())),
             ],
             mke2fs_version: None,
             debugfs_version: None,
@@ -757,5 +802,10 @@ mod tests {
         assert_eq!(c[0].fix.as_deref(), Some("apt-get install e2fsprogs"));
         assert_eq!(c[1].status, Status::Warn);
         assert_eq!(c[2].status, Status::Ok);
+        assert_eq!(c[3].status, Status::Warn);
+        assert_eq!(
+            c[3].fix.as_deref(),
+            Some("add its directory to PATH: export PATH=\"$PATH:/usr/sbin\"")
+        );
     }
 }
