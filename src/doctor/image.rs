@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use pideploy_image::{ImageReader, PartitionTable};
-use pideploy_qemu::{select, FirmwareInput, Model};
+use pideploy_qemu::{select, FirmwareError, FirmwareInput, Model};
 
 use super::{human, Check};
 
@@ -146,11 +146,14 @@ pub fn checks(f: &ImageFacts) -> Vec<Check> {
     }) {
         Ok(s) => s,
         Err(e) => {
-            out.push(Check::fail(
-                "boot entry",
-                format!("config.txt cannot be followed: {e}"),
-                rebuild,
-            ));
+            // The firmware stops at a missing kernel, command line or initramfs: name that piece.
+            let name = match &e {
+                FirmwareError::KernelMissing { .. } => "kernel",
+                FirmwareError::CmdlineMissing { .. } => "cmdline root",
+                FirmwareError::InitramfsMissing { .. } => "initramfs",
+                _ => "boot entry",
+            };
+            out.push(Check::fail(name, e.to_string(), rebuild));
             out.push(generations_check(f));
             return out;
         }
@@ -294,6 +297,97 @@ fn generations_check(f: &ImageFacts) -> Check {
 mod tests {
     use super::*;
     use crate::doctor::Status;
+
+    use pideploy_image::{PartitionEntry, TableKind};
+
+    /// A Pi 5 image's facts: `boot_mib` of FAT, generation 1's entry as pideploy writes it.
+    fn pi5(boot_mib: u64) -> ImageFacts {
+        let part = |index: u32, start: u64, mib: u64| PartitionEntry {
+            index,
+            start_lba: start,
+            size_lba: mib * 2048,
+            type_code: Some(0x0c),
+            type_guid: None,
+            partuuid: format!("1234abcd-{index:02}"),
+        };
+        let mut files = BTreeMap::new();
+        let mut add = |p: &str, d: Vec<u8>| {
+            files.insert(p.to_string(), d);
+        };
+        add(
+            "config.txt",
+            b"[all]\nos_prefix=gen-1/\nkernel=kernel_2712.img\n".to_vec(),
+        );
+        add("gen-1/kernel_2712.img", vec![1; 9 << 20]);
+        add("gen-1/bcm2712-rpi-5-b.dtb", vec![2; 80_000]);
+        add(
+            "gen-1/cmdline.txt",
+            b"console=tty1 root=PARTUUID=1234abcd-02 rootwait\n".to_vec(),
+        );
+        ImageFacts {
+            table: PartitionTable {
+                kind: TableKind::Mbr,
+                disk_id: "1234abcd".into(),
+                partitions: vec![
+                    part(1, 8192, boot_mib),
+                    part(2, 8192 + boot_mib * 2048, 500),
+                ],
+            },
+            files,
+            cluster_bytes: 4096,
+            generations: vec![1],
+            default: Some("system-1-link".into()),
+        }
+    }
+
+    fn status_of(c: &[Check], name: &str) -> Status {
+        c.iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name}: {c:?}"))
+            .status
+    }
+
+    #[test]
+    fn a_complete_pi5_entry_passes() {
+        let c = checks(&pi5(256));
+        assert!(c.iter().all(|c| c.status == Status::Ok), "{c:?}");
+        let room = c.iter().find(|c| c.name == "boot room").unwrap();
+        assert!(room.detail.contains("more generation"), "{}", room.detail);
+    }
+
+    #[test]
+    fn each_missing_piece_fails_its_own_check() {
+        let mut f = pi5(256);
+        f.files.remove("gen-1/kernel_2712.img");
+        assert_eq!(status_of(&checks(&f), "kernel"), Status::Fail);
+        let mut f = pi5(256);
+        f.files.remove("gen-1/bcm2712-rpi-5-b.dtb");
+        assert_eq!(status_of(&checks(&f), "device tree"), Status::Fail);
+        let mut f = pi5(256);
+        f.generations.clear();
+        f.default = None;
+        assert_eq!(status_of(&checks(&f), "generations"), Status::Fail);
+        let mut f = pi5(256);
+        f.table.partitions.truncate(1);
+        assert_eq!(status_of(&checks(&f), "partitions"), Status::Fail);
+        assert_eq!(status_of(&checks(&f), "cmdline root"), Status::Fail);
+        // A FAT with room for this entry only: no further generation fits.
+        assert_eq!(status_of(&checks(&pi5(14)), "boot room"), Status::Fail);
+    }
+
+    #[test]
+    fn a_non_pi5_kernel_needs_its_initramfs() {
+        let mut f = pi5(256);
+        f.files.insert(
+            "config.txt".into(),
+            b"[all]\nos_prefix=gen-1/\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n"
+                .to_vec(),
+        );
+        f.files.insert("gen-1/vmlinuz".into(), vec![1; 100]);
+        assert_eq!(status_of(&checks(&f), "initramfs"), Status::Fail);
+        f.files.insert("gen-1/initrd.img".into(), vec![3; 100]);
+        assert_eq!(status_of(&checks(&f), "initramfs"), Status::Ok);
+    }
 
     #[test]
     fn root_is_read_from_the_command_line() {

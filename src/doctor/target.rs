@@ -702,6 +702,32 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_key_or_no_connection_stops_there() {
+        for reach in [
+            Reach::HostKeyChanged("HOST KEY CHANGED for h".into()),
+            Reach::Failed("connecting to h:22 failed".into()),
+        ] {
+            let c = checks(&TargetFacts {
+                target: "pi@h".into(),
+                reach,
+                sudo: Sudo::NotUsed,
+                report: None,
+            });
+            assert_eq!(c.len(), 1, "{c:?}");
+            assert_eq!(c[0].status, Status::Fail);
+        }
+        let c = checks(&TargetFacts {
+            target: "pi@h".into(),
+            reach: Reach::Ok,
+            sudo: Sudo::Refused("pi is not in the sudoers file".into()),
+            report: Some(Err("exit 1: boom".into())),
+        });
+        assert_eq!(c[1].status, Status::Fail);
+        assert_eq!(c[2].name, "agent");
+        assert_eq!(c[2].status, Status::Fail);
+    }
+
+    #[test]
     fn the_doctor_argv_sends_the_agent_on_stdin() {
         let call = AgentCall {
             root: "/".into(),
