@@ -75,7 +75,7 @@ pub fn doctor(_ui: &Ui, g: &Global, a: DoctorArgs) -> CmdResult {
             checks.iter().filter(|c| c.status == Status::Warn).count(),
         );
         println!(
-            "{} checks: {n_fail} failed, {n_warn} warning(s)",
+            "{} check(s): {n_fail} failed, {n_warn} warning(s)",
             checks.len()
         );
     }
