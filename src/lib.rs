@@ -7,6 +7,7 @@ pub mod boot_entry;
 pub mod cli;
 pub mod closure;
 pub mod deploy;
+pub mod doctor;
 pub mod fleet;
 pub mod image_build;
 pub mod shell;

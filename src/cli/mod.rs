@@ -2,6 +2,7 @@
 
 mod cmd_build;
 mod cmd_deploy;
+mod cmd_doctor;
 mod cmd_fleet;
 mod cmd_image;
 mod cmd_lock;
@@ -111,6 +112,9 @@ enum Command {
     Rollback(cmd_deploy::RollbackArgs),
     /// Remove old generations and unreferenced store paths (on a target, or the local store).
     Gc(cmd_deploy::GcArgs),
+    /// Check this machine, a target (--target) or an image for what pideploy needs; ✗ lines
+    /// say how to fix them, and any ✗ makes the exit code 1.
+    Doctor(cmd_doctor::DoctorArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -137,6 +141,7 @@ pub fn run() -> i32 {
         Command::Diff(a) => cmd_deploy::diff_cmd(&ui, &cli.global, a),
         Command::Rollback(a) => cmd_deploy::rollback(&ui, a),
         Command::Gc(a) => cmd_deploy::gc(&ui, &cli.global, a),
+        Command::Doctor(a) => cmd_doctor::doctor(&ui, &cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -573,5 +573,55 @@ describe)
     done
     echo "--- end" ;;
 
+doctor)
+    # doctor ROOT: what `pideploy doctor --target` judges, as "key value" lines; reads only. It is
+    # run as `sh -s` with this script on stdin (nothing installed), so no command here reads stdin.
+    free_kb() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+    d=$P
+    while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+    echo "store_free_kb $(free_kb "$d")"
+    if [ -d "$boot" ]; then echo "boot_free_kb $(free_kb "$boot")"; fi
+    def=$(readlink "$prof/system" 2>/dev/null || true)
+    if [ -n "$def" ]; then
+        n=${def#system-}; n=${n%-link}
+        echo "default $n"
+        if [ -d "$boot/gen-$n" ]; then echo "entry_kb $(du -sk "$boot/gen-$n" | cut -f1)"; fi
+        # The default generation's closure, summed over the registrations' nar-size and ref lines.
+        todo=$(readlink "$prof/$def" 2>/dev/null || true)
+        seen=' '
+        bytes=0
+        while [ -n "$todo" ]; do
+            next=
+            for t in $todo; do
+                b=${t#/pideploy/store/}
+                case "$seen" in *" $b "*) continue ;; esac
+                seen="$seen$b "
+                [ -f "$db/$b" ] || continue
+                s=$(sed -n 's/^nar-size //p' "$db/$b" | head -n1)
+                bytes=$((bytes + ${s:-0}))
+                next="$next $(sed -n 's/^ref //p' "$db/$b" | tr '\n' ' ')"
+            done
+            todo=$(echo $next)
+        done
+        echo "closure_bytes $bytes"
+    fi
+    if [ -d "$P/var/lock" ]; then
+        echo "lock_holder $(head -n1 "$P/var/lock/holder" 2>/dev/null || echo unknown)"
+        if lock_alive; then echo "lock held"; else echo "lock stale"; fi
+    fi
+    if [ -f "$P/var/pending" ]; then echo "pending $(pending_get generation) $(pending_get kind)"; fi
+    if [ -f "$boot/tryboot.txt" ]; then echo "tryboot $(sed -n 's/^os_prefix=//p' "$boot/tryboot.txt" | tail -n1)"; fi
+    # The Pi firmware's own report (/chosen/bootloader of the device tree it passed), under ROOT so
+    # that a test root can carry one; `vcgencmd` and `rpi-eeprom-update` only on the live system.
+    bl=$root/proc/device-tree/chosen/bootloader
+    if [ -f "$root/proc/device-tree/model" ]; then echo "model $(tr -d '\000' < "$root/proc/device-tree/model")"; fi
+    if [ -f "$bl/build-timestamp" ]; then echo "dt_build_timestamp $(od -An -v -tx1 "$bl/build-timestamp" | tr -d ' \n')"; fi
+    if [ -f "$bl/tryboot" ]; then echo "dt_tryboot $(od -An -v -tx1 "$bl/tryboot" | tr -d ' \n')"; fi
+    if [ -z "$root" ]; then
+        if command -v vcgencmd > /dev/null 2>&1; then vcgencmd bootloader_version < /dev/null 2>&1 | sed 's/^/vcgencmd /'; fi
+        if command -v rpi-eeprom-update > /dev/null 2>&1; then rpi-eeprom-update < /dev/null 2>&1 | sed 's/^/eeprom_update /'; fi
+    fi
+    echo "end" ;;
+
 *) die "unknown operation $op" ;;
 esac
