@@ -25,6 +25,8 @@ pub struct Tool {
     pub why: &'static str,
     /// pideploy itself runs it (missing: ✗); otherwise only the quick start or checks by hand do (!).
     pub needed: bool,
+    /// pideploy finds it in the sbin directories when `PATH` lacks them.
+    pub sbin_fallback: bool,
 }
 
 /// Every external program pideploy runs (`Command::new` in src, crates, qemu/src), then the ones
@@ -35,60 +37,70 @@ pub const TOOLS: &[Tool] = &[
         package: "e2fsprogs",
         why: "`pideploy image` writes the ext4 root with mke2fs -d",
         needed: true,
+        sbin_fallback: true,
     },
     Tool {
         program: "debugfs",
         package: "e2fsprogs",
         why: "`pideploy image` pins owners and times with debugfs -w",
         needed: true,
+        sbin_fallback: true,
     },
     Tool {
         program: "qemu-system-aarch64",
         package: "qemu-system-arm",
         why: "`pideploy qemu` and the quick start boot images with it",
         needed: true,
+        sbin_fallback: false,
     },
     Tool {
         program: "sh",
         package: "dash",
         why: "local:DIR targets run the agent with sh",
         needed: true,
+        sbin_fallback: false,
     },
     Tool {
         program: "sfdisk",
         package: "fdisk",
         why: "reads an image's partition table back",
         needed: false,
+        sbin_fallback: false,
     },
     Tool {
         program: "ssh",
         package: "openssh-client",
         why: "logging in to a Pi or the QEMU guest",
         needed: false,
+        sbin_fallback: false,
     },
     Tool {
         program: "ssh-keygen",
         package: "openssh-client",
         why: "deploy keys and host key fingerprints",
         needed: false,
+        sbin_fallback: false,
     },
     Tool {
         program: "xz",
         package: "xz-utils",
         why: ".img.xz by hand (pideploy links liblzma itself)",
         needed: false,
+        sbin_fallback: false,
     },
     Tool {
         program: "zstd",
         package: "zstd",
         why: ".img.zst by hand (pideploy links libzstd itself)",
         needed: false,
+        sbin_fallback: false,
     },
     Tool {
         program: "apt-get",
         package: "apt",
         why: "qemu/debian-arm64.sh downloads the qemu-aarch64 board's packages",
         needed: false,
+        sbin_fallback: false,
     },
 ];
 
@@ -156,8 +168,8 @@ pub enum Located {
     Missing,
 }
 
-/// The sbin directories Debian installs e2fsprogs and fdisk into.
-const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin"];
+// The sbin directories Debian installs e2fsprogs and fdisk into.
+use pideploy_image::SBIN_DIRS;
 
 /// Looks a tool up on `path`, then in the sbin directories.
 pub fn locate(program: &str, path: &OsStr) -> Located {
@@ -357,10 +369,20 @@ pub fn gather(path: &OsStr, cache: &Path, store: &Path, scratch: &Path) -> Machi
     });
     MachineFacts {
         mke2fs_version: found("mke2fs")
-            .then(|| output_of("mke2fs", &["-V"]))
+            .then(|| {
+                output_of(
+                    &pideploy_image::e2fs_program("mke2fs").to_string_lossy(),
+                    &["-V"],
+                )
+            })
             .flatten(),
         debugfs_version: found("debugfs")
-            .then(|| output_of("debugfs", &["-V"]))
+            .then(|| {
+                output_of(
+                    &pideploy_image::e2fs_program("debugfs").to_string_lossy(),
+                    &["-V"],
+                )
+            })
             .flatten(),
         qemu_start,
         qemu_version,
@@ -627,6 +649,10 @@ pub fn checks(f: &MachineFacts) -> Vec<Check> {
         };
         out.push(match found {
             Located::OnPath(p) => Check::ok(name, format!("{} ({})", p.display(), t.why)),
+            Located::OffPath(p) if t.sbin_fallback => Check::ok(
+                name,
+                format!("{} (not on PATH, found in sbin; {})", p.display(), t.why),
+            ),
             Located::OffPath(p) => verdict(
                 name,
                 detail(format!("{} is installed but not on PATH", p.display())),
@@ -807,5 +833,11 @@ mod tests {
             c[3].fix.as_deref(),
             Some("add its directory to PATH: export PATH=\"$PATH:/usr/sbin\"")
         );
+        // pideploy finds e2fsprogs in sbin by itself: off PATH is fine there.
+        let facts = MachineFacts {
+            tools: vec![(TOOLS[0], Located::OffPath("/usr/sbin/mke2fs".into()))],
+            ..facts
+        };
+        assert_eq!(checks(&facts)[0].status, Status::Ok);
     }
 }

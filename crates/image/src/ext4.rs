@@ -197,8 +197,29 @@ fn spawn_error(tool: &'static str) -> impl FnOnce(std::io::Error) -> ImageError 
     }
 }
 
+/// The sbin directories e2fsprogs installs into, looked at after `PATH`: Debian gives users
+/// other than root no sbin on `PATH`, and `pideploy image` runs without root.
+pub const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin"];
+
+/// Where `tool` is run from: the first match on `PATH`, else in the sbin directories
+/// (`PIDEPLOY_SBIN_DIRS`, a `PATH`-style list, replaces [`SBIN_DIRS`]; empty means none), else
+/// the bare name (starting it then fails with "not found", which names the package).
+pub fn e2fs_program(tool: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let sbin: Vec<std::path::PathBuf> = match std::env::var_os("PIDEPLOY_SBIN_DIRS") {
+        Some(dirs) => std::env::split_paths(&dirs).collect(),
+        None => SBIN_DIRS.iter().map(std::path::PathBuf::from).collect(),
+    };
+    std::env::split_paths(&path)
+        .chain(sbin)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| tool.into())
+}
+
 fn e2fs_command(tool: &str, timestamp: u64) -> Command {
-    let mut cmd = Command::new(tool);
+    let mut cmd = Command::new(e2fs_program(tool));
     for var in E2FS_ENV_TO_CLEAR {
         cmd.env_remove(var);
     }

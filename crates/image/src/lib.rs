@@ -15,7 +15,10 @@ mod window;
 mod write;
 
 pub use error::ImageError;
-pub use ext4::{debugfs_script, mke2fs_args, mke2fs_config, root_content_bytes, root_inode_paths};
+pub use ext4::{
+    debugfs_script, e2fs_program, mke2fs_args, mke2fs_config, root_content_bytes, root_inode_paths,
+    SBIN_DIRS,
+};
 pub use ids::derive_bytes;
 pub use plan::{
     align_up, plan, ImagePlan, PartPlan, ALIGN_BYTES, BOOT_START_LBA, GPT_TAIL_SECTORS,

@@ -484,6 +484,41 @@ fn child_without_tools() {
     assert!(!out.exists());
 }
 
+/// Not on `PATH` but in an sbin directory (a non-root user's PATH on Debian): found there.
+#[test]
+fn e2fsprogs_off_path_is_found_in_sbin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sbin = tmp.path().join("sbin");
+    fs::create_dir(&sbin).unwrap();
+    fs::write(sbin.join("mke2fs"), "#!/bin/sh\n").unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_finds_sbin", "--nocapture"])
+        .env("PATH", tmp.path().join("empty"))
+        .env("PIDEPLOY_SBIN_DIRS", &sbin)
+        .env("PIDEPLOY_EXPECT_MKE2FS", sbin.join("mke2fs"))
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+}
+
+#[test]
+fn child_finds_sbin() {
+    // Runs only as the child of the test above, whose environment it needs.
+    let Some(want) = std::env::var_os("PIDEPLOY_EXPECT_MKE2FS") else {
+        return;
+    };
+    assert_eq!(pideploy_image::e2fs_program("mke2fs"), PathBuf::from(want));
+    assert_eq!(
+        pideploy_image::e2fs_program("no-such-tool"),
+        PathBuf::from("no-such-tool")
+    );
+}
+
 #[test]
 fn missing_e2fsprogs_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
@@ -493,6 +528,7 @@ fn missing_e2fsprogs_is_reported() {
         .args(["--exact", "child_without_tools", "--nocapture"])
         .env("PIDEPLOY_IMAGE_NO_TOOLS_DIR", tmp.path())
         .env("PATH", &empty_path)
+        .env("PIDEPLOY_SBIN_DIRS", "")
         .output()
         .unwrap();
     assert!(
