@@ -62,15 +62,23 @@ pub fn bmap_from_raw(raw: &Path) -> Result<Bmap, IoError> {
 /// Reads and parses the bmap file at `path`, refusing one larger than [`MAX_BMAP_FILE_BYTES`].
 pub fn read_bmap_file(path: &Path) -> Result<Bmap, IoError> {
     let ctx = || format!("reading the bmap file {path:?}");
+    // Checked before opening too: opening a fifo blocks until someone writes to it.
+    let refuse = || IoError::BmapParse {
+        reason: format!(
+            "{path:?} is not a regular file of at most {} MiB; it is not a bmap file",
+            MAX_BMAP_FILE_BYTES >> 20
+        ),
+    };
+    if !std::fs::metadata(path)
+        .map_err(IoError::io(ctx()))?
+        .is_file()
+    {
+        return Err(refuse());
+    }
     let f = File::open(path).map_err(IoError::io(ctx()))?;
     let meta = f.metadata().map_err(IoError::io(ctx()))?;
     if !meta.is_file() || meta.len() > MAX_BMAP_FILE_BYTES {
-        return Err(IoError::BmapParse {
-            reason: format!(
-                "{path:?} is not a regular file of at most {} MiB; it is not a bmap file",
-                MAX_BMAP_FILE_BYTES >> 20
-            ),
-        });
+        return Err(refuse());
     }
     let mut bytes = Vec::new();
     f.take(MAX_BMAP_FILE_BYTES + 1)
