@@ -272,3 +272,32 @@ fn flash_refuses_a_malformed_bmap_in_one_line() {
     let line = one_error_line(pideploy().arg("flash").arg(&img).arg(&target).arg("--yes"));
     assert!(line.contains("range 1-0"), "{line}");
 }
+
+#[test]
+fn lock_and_cache_import_refuse_dev_zero_in_one_line() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let pd = || {
+        let mut cmd = pideploy();
+        common::env_for(&mut cmd, &dir.join("cache"), &dir.join("store")).current_dir(dir);
+        cmd
+    };
+    assert!(pd()
+        .args(["init", "pi.toml"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let line = one_error_line(pd().args([
+        "lock",
+        "-c",
+        "pi.toml",
+        "-b",
+        "qemu-aarch64",
+        "--index=debian=/dev/zero",
+        "--index=debian-security=/dev/zero",
+    ]));
+    assert!(line.contains("not a regular file"), "{line}");
+    let line = one_error_line(pd().args(["cache", "import", "/dev/zero"]));
+    assert!(line.contains("not a regular file"), "{line}");
+}
