@@ -38,8 +38,8 @@ pub fn download(url: &str) -> Result<Vec<Package>, IndexError> {
         url: url.into(),
         reason: e.to_string(),
     })?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).map_err(|e| {
+    // Bounded: a server that never stops sending is an error, not an exhausted memory.
+    let bytes = pideploy_debian::packages::read_capped(resp.into_reader(), url).map_err(|e| {
         IndexError::Http {
             url: url.into(),
             reason: e.to_string(),

@@ -250,26 +250,22 @@ pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {
     let mut r = ImageReader::open(&raw)?;
     let table = r.table().clone();
     let mut boot_files = Vec::new();
-    let (config_txt, cmdlines) = {
+    let mut cmdlines = Vec::new();
+    let config_txt = {
         let mut fat = r.boot()?;
-        for (path, size) in fat.walk()? {
-            let data = fat.read_file(&path)?;
-            boot_files.push((path, size, Sha256::of(&data).to_string()));
-        }
-        let config_txt =
-            String::from_utf8_lossy(&fat.read_file("config.txt").unwrap_or_default()).into_owned();
-        let mut cmdlines = Vec::new();
-        for (p, _, _) in &boot_files {
-            if p.ends_with("cmdline.txt") {
-                cmdlines.push((
-                    p.clone(),
-                    String::from_utf8_lossy(&fat.read_file(p)?)
-                        .trim()
-                        .to_string(),
-                ));
+        // One pass over the tree: looking each file up from the root again is quadratic.
+        fat.for_each_file(|path, data| {
+            if path.ends_with("cmdline.txt") {
+                let text = String::from_utf8_lossy(data).trim().to_string();
+                cmdlines.push((path.to_string(), text));
             }
-        }
-        (config_txt, cmdlines)
+            boot_files.push((
+                path.to_string(),
+                data.len() as u64,
+                Sha256::of(data).to_string(),
+            ));
+        })?;
+        String::from_utf8_lossy(&fat.read_file("config.txt").unwrap_or_default()).into_owned()
     };
     let mut generations = Vec::new();
     for name in r
@@ -287,14 +283,13 @@ pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {
     generations.sort();
     let default = r.root_read_link("/pideploy/var/profiles/system").ok();
     let mut closure_size = 0u64;
+    // Path-info files are a few hundred bytes; a larger one is not pideploy's and is skipped.
     let store_paths = r
-        .root_list_dir("/pideploy/var/db/valid")
+        .root_read_files("/pideploy/var/db/valid", 1 << 20)
         .unwrap_or_default();
-    for p in &store_paths {
-        if let Ok(text) = r.root_read_file(&format!("/pideploy/var/db/valid/{p}")) {
-            if let Ok(info) = pideploy_store::PathInfo::from_text(&String::from_utf8_lossy(&text)) {
-                closure_size += info.nar_size;
-            }
+    for (_, text) in &store_paths {
+        if let Ok(info) = pideploy_store::PathInfo::from_text(&String::from_utf8_lossy(text)) {
+            closure_size = closure_size.saturating_add(info.nar_size);
         }
     }
     if a.json {
@@ -369,9 +364,7 @@ fn indent(s: &str) -> String {
 pub fn flash(ui: &Ui, a: FlashArgs) -> CmdResult {
     let bmap_path = PathBuf::from(format!("{}.bmap", a.image.display()));
     let bmap = if bmap_path.exists() {
-        Some(pideploy_imageio::Bmap::from_xml(&fs::read_to_string(
-            &bmap_path,
-        )?)?)
+        Some(pideploy_imageio::read_bmap_file(&bmap_path)?)
     } else {
         None
     };

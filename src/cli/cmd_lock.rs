@@ -97,8 +97,19 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
             }
         } else {
             for f in files {
-                let bytes =
-                    std::fs::read(f).map_err(|e| format!("reading index {}: {e}", f.display()))?;
+                // Checked before opening: a fifo would block, /dev/zero would never end.
+                let meta = std::fs::metadata(f)
+                    .map_err(|e| format!("reading index {}: {e}", f.display()))?;
+                if !meta.is_file() {
+                    return Err(format!(
+                        "index {} is not a regular file; give a Packages file (plain, .gz, .xz or .zst)",
+                        f.display()
+                    )
+                    .into());
+                }
+                let file = std::fs::File::open(f)
+                    .map_err(|e| format!("reading index {}: {e}", f.display()))?;
+                let bytes = pideploy_debian::packages::read_capped(file, &f.display().to_string())?;
                 pkgs.extend(
                     pideploy_debian::packages::parse_bytes(&bytes)
                         .map_err(|e| format!("index {}: {e}", f.display()))?,

@@ -173,8 +173,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
                 .tempdir_in(inp.store.root())
                 .map_err(io("creating scratch dir in", inp.store.root()))?;
             for lp in &kernel_debs {
-                let deb = inp.cache.require(&lp.name, &lp.sha256)?;
-                let f = fs::File::open(&deb).map_err(io("opening", &deb))?;
+                let f = inp.cache.open_verified(&lp.name, &lp.sha256)?;
                 pideploy_debian::deb::extract_data(f, scratch.path()).map_err(|source| {
                     BuildError::Unpack {
                         package: lp.name.clone(),
@@ -267,12 +266,12 @@ fn add_package(inp: &SystemInputs, lp: &LockedPackage) -> Result<StorePath, Buil
     if let Some(p) = memo::get(inp.store, &key) {
         return Ok(p);
     }
-    let deb = inp.cache.require(&lp.name, &lp.sha256)?;
+    // Re-hashed on use: a file swapped in under this sha256 name is refused, not unpacked.
+    let f = inp.cache.open_verified(&lp.name, &lp.sha256)?;
     let pkg = lp.name.clone();
     let p = inp.store.add(&name, &BTreeSet::new(), |tmp| {
         let out = tmp.join("out");
         fs::create_dir(&out)?;
-        let f = fs::File::open(&deb)?;
         pideploy_debian::deb::extract_data(f, &out).map_err(|e| other(format!("{pkg}: {e}")))?;
         Ok::<(), io::Error>(())
     })?;

@@ -3,13 +3,16 @@
 //! rename is atomic).
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
 use crate::error::CacheError;
 use crate::sha::{copy_hashing, is_sha256_name, normalise_sha256};
+
+/// The largest file `cache import` accepts; the biggest Debian packages are a few hundred MiB.
+pub const MAX_IMPORT_BYTES: u64 = 8 << 30;
 
 /// A content-addressed store of artifact files named by their sha256.
 #[derive(Debug, Clone)]
@@ -54,11 +57,51 @@ impl Cache {
 
     /// Imports a local file: hashes it, stores it, records its file name; returns (sha256, size).
     /// Importing the same contents again changes nothing.
+    ///
+    /// Only regular files of at most [`MAX_IMPORT_BYTES`] are accepted, and only the length
+    /// they had when opened is read: `cache import /dev/zero` is an error, not a hang.
     pub fn import(&self, file: &Path) -> Result<(String, u64), CacheError> {
-        let mut source = File::open(file).map_err(CacheError::io("opening", file))?;
+        // Checked before opening too: opening a fifo blocks until someone writes to it.
+        let is_file = fs::metadata(file)
+            .map_err(CacheError::io("opening", file))?
+            .is_file();
+        if !is_file {
+            return Err(CacheError::NotRegular {
+                path: file.to_owned(),
+                what: "a cached artifact",
+            });
+        }
+        let source = File::open(file).map_err(CacheError::io("opening", file))?;
+        let meta = source
+            .metadata()
+            .map_err(CacheError::io("reading the type of", file))?;
+        if !meta.is_file() {
+            return Err(CacheError::NotRegular {
+                path: file.to_owned(),
+                what: "a cached artifact",
+            });
+        }
+        if meta.len() > MAX_IMPORT_BYTES {
+            return Err(CacheError::TooLarge {
+                path: file.to_owned(),
+                size: meta.len(),
+                max: MAX_IMPORT_BYTES,
+                what: "a cached artifact",
+            });
+        }
         let mut temp = self.temp_file()?;
-        let (sha256, size) = copy_hashing(&mut source, temp.as_file_mut(), &mut |_| Ok(()))
-            .map_err(CacheError::io("copying into the cache", file))?;
+        let (sha256, size) = copy_hashing(
+            &mut source.take(meta.len() + 1),
+            temp.as_file_mut(),
+            &mut |_| Ok(()),
+        )
+        .map_err(CacheError::io("copying into the cache", file))?;
+        if size != meta.len() {
+            return Err(CacheError::ChangedWhileReading {
+                path: file.to_owned(),
+                expected: meta.len(),
+            });
+        }
         self.commit(temp, &sha256)?;
         if let Some(name) = file.file_name().and_then(|n| n.to_str()) {
             self.record_name(&sha256, name)?;
@@ -110,6 +153,29 @@ impl Cache {
         }
         bad.sort();
         Ok(bad)
+    }
+
+    /// The cached file for `sha256_hex`, opened and re-hashed so that what the caller reads is
+    /// what the lock pins: a file swapped or damaged under that name is
+    /// [`CacheError::Corrupt`], never used. The handle is positioned at the start; renaming
+    /// another file into place after the check does not change what it reads.
+    pub fn open_verified(&self, name: &str, sha256_hex: &str) -> Result<File, CacheError> {
+        let path = self.require(name, sha256_hex)?;
+        let hex = normalise_sha256(sha256_hex)?;
+        let mut file = File::open(&path).map_err(CacheError::io("opening", &path))?;
+        let (actual, _) = copy_hashing(&mut file, &mut std::io::sink(), &mut |_| Ok(()))
+            .map_err(CacheError::io("reading", &path))?;
+        if actual != hex {
+            return Err(CacheError::Corrupt {
+                name: name.to_owned(),
+                path,
+                expected: hex,
+                actual,
+            });
+        }
+        file.seek(SeekFrom::Start(0))
+            .map_err(CacheError::io("rewinding", &path))?;
+        Ok(file)
     }
 
     /// The cached file for `sha256_hex`, or an error naming the artifact and both ways to get it.

@@ -81,6 +81,48 @@ pub enum CacheError {
         /// The cache root.
         root: PathBuf,
     },
+    /// A file to import or read is not a regular file (a device, fifo, directory).
+    #[error("cannot use {path} as {what}: it is not a regular file (a device, fifo or directory); give a regular file")]
+    NotRegular {
+        /// The file given.
+        path: PathBuf,
+        /// What it was to be used as.
+        what: &'static str,
+    },
+    /// A file is larger than pideploy accepts for its purpose.
+    #[error(
+        "{path} is {size} bytes, more than the {max} accepted for {what}; is this the right file?"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or how much was read before giving up).
+        size: u64,
+        /// The limit.
+        max: u64,
+        /// What the file was read as.
+        what: &'static str,
+    },
+    /// A file changed size while it was being imported.
+    #[error("{path} changed while it was being imported ({expected} bytes when opened); import it again when nothing writes to it")]
+    ChangedWhileReading {
+        /// The file.
+        path: PathBuf,
+        /// Its size when opened.
+        expected: u64,
+    },
+    /// A cached file's contents do not match the sha256 it is stored under.
+    #[error("cached file {path} for `{name}` has sha256 {actual}, not {expected}: the cache is damaged; run `pideploy cache verify --repair`, then `pideploy fetch`")]
+    Corrupt {
+        /// What the artifact is.
+        name: String,
+        /// The cached file.
+        path: PathBuf,
+        /// The sha256 it is stored under (and pinned in the lock).
+        expected: String,
+        /// The sha256 of its contents.
+        actual: String,
+    },
     /// The lock file is malformed.
     #[error("{path}:{line}:{column}: {message}")]
     LockParse {

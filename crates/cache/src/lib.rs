@@ -8,7 +8,7 @@ mod fetch;
 mod lock;
 mod sha;
 
-pub use cache::{Cache, CacheEntry};
+pub use cache::{Cache, CacheEntry, MAX_IMPORT_BYTES};
 pub use error::CacheError;
-pub use lock::{LockFile, LockedPackage, Role, LOCK_VERSION};
+pub use lock::{LockFile, LockedPackage, Role, LOCK_VERSION, MAX_LOCK_BYTES};
 pub use sha::normalise_sha256;

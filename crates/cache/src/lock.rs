@@ -12,6 +12,9 @@ use crate::cache::sync_dir;
 use crate::error::CacheError;
 use crate::sha::is_sha256_name;
 
+/// The largest lock file read: one for a whole Debian release would be a few tens of MiB.
+pub const MAX_LOCK_BYTES: u64 = 64 << 20;
+
 /// The lock file format version this code reads and writes.
 pub const LOCK_VERSION: u32 = 1;
 
@@ -78,9 +81,40 @@ impl Role {
 
 impl LockFile {
     /// Reads and checks a lock file.
+    ///
+    /// Anything but a regular file of at most [`MAX_LOCK_BYTES`] is refused before reading.
     pub fn load(path: &Path) -> Result<Self, CacheError> {
-        let text =
-            std::fs::read_to_string(path).map_err(CacheError::io("reading lock file", path))?;
+        use std::io::Read;
+        // Checked before opening: opening a fifo blocks until someone writes to it.
+        let not_regular = || CacheError::NotRegular {
+            path: path.to_owned(),
+            what: "a lock file",
+        };
+        let is_file = std::fs::metadata(path)
+            .map_err(CacheError::io("reading lock file", path))?
+            .is_file();
+        if !is_file {
+            return Err(not_regular());
+        }
+        let f = std::fs::File::open(path).map_err(CacheError::io("reading lock file", path))?;
+        let meta = f
+            .metadata()
+            .map_err(CacheError::io("reading lock file", path))?;
+        if !meta.is_file() {
+            return Err(not_regular());
+        }
+        let mut text = String::new();
+        f.take(MAX_LOCK_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(CacheError::io("reading lock file", path))?;
+        if text.len() as u64 > MAX_LOCK_BYTES {
+            return Err(CacheError::TooLarge {
+                path: path.to_owned(),
+                size: meta.len(),
+                max: MAX_LOCK_BYTES,
+                what: "a lock file",
+            });
+        }
         Self::from_toml_str(&text, path)
     }
 

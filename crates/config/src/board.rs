@@ -160,10 +160,7 @@ impl Board {
             });
         }
         let path = Path::new(name_or_path);
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::error::read_config_text(path)?;
         Self::from_toml_str(&text, name_or_path)
     }
 

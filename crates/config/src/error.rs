@@ -49,12 +49,30 @@ pub enum ConfigError {
     Canonical(#[source] serde_json::Error),
 }
 
+/// The issues joined by "; ", the first [`LISTED_ISSUES`] of them: a file with thousands of
+/// bad entries gives a readable line, not megabytes.
 fn join_issues(issues: &[ValidationError]) -> String {
-    issues
+    let mut out = issues
         .iter()
-        .map(ToString::to_string)
+        .take(LISTED_ISSUES)
+        .map(|issue| shorten(&issue.to_string()))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if issues.len() > LISTED_ISSUES {
+        out.push_str(&format!("; … and {} more", issues.len() - LISTED_ISSUES));
+    }
+    out
+}
+
+/// How many broken rules one error message lists.
+const LISTED_ISSUES: usize = 20;
+
+/// An issue cut to 300 characters: a rule broken by a megabyte-long value quotes its start.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// Turns a toml error into [`ConfigError::Parse`], translating its byte span into line and column.
@@ -69,6 +87,45 @@ pub(crate) fn parse_error(origin: &str, text: &str, err: &toml::de::Error) -> Co
         column,
         message: err.message().trim_end().replace('\n', " "),
     }
+}
+
+/// The largest config or board file read: real ones are a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads a config or board file as text, refusing anything but a regular file of at most
+/// [`MAX_CONFIG_BYTES`] (so `/dev/zero` or a huge file is one error, not a hang).
+pub(crate) fn read_config_text(path: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let fail = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let too_big = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "not a regular file of at most {} MiB; is this the right file?",
+                MAX_CONFIG_BYTES >> 20
+            ),
+        )
+    };
+    // Checked before opening too: opening a fifo blocks until someone writes to it.
+    if !std::fs::metadata(path).map_err(fail)?.is_file() {
+        return Err(fail(too_big()));
+    }
+    let f = std::fs::File::open(path).map_err(fail)?;
+    let meta = f.metadata().map_err(fail)?;
+    if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES {
+        return Err(fail(too_big()));
+    }
+    let mut text = String::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(fail)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(fail(too_big()));
+    }
+    Ok(text)
 }
 
 /// 1-based line and column (counted in chars) of byte offset `at` in `text` (for

@@ -15,7 +15,7 @@ mod validate;
 pub use board::{
     AptSource, Board, BoardBoot, BoardInitrd, BoardKernel, BoardPartitions, BoardQemu,
 };
-pub use error::{line_col, ConfigError};
+pub use error::{line_col, ConfigError, MAX_CONFIG_BYTES};
 pub use host::{
     BootExtras, Ethernet, FileSpec, Health, HostConfig, Network, Restart, Secret, Service, Ssh,
     User, Wifi, DEFAULT_GENERATIONS_TO_KEEP,

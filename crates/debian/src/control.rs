@@ -1,6 +1,6 @@
 //! deb822 paragraphs: the `Field: value` format of control files and Packages indexes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::error::DebError;
 
@@ -41,6 +41,7 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, DebError> {
     let mut out = Vec::new();
     let mut cur: Option<Paragraph> = None;
     let mut last_field: Option<String> = None;
+    let mut seen: HashSet<String> = HashSet::new();
     for (idx, raw) in text.lines().enumerate() {
         let line_no = idx + 1;
         let line = raw.trim_end_matches('\r');
@@ -79,14 +80,19 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, DebError> {
                 truncate(name)
             )));
         }
+        if cur.is_none() {
+            seen.clear();
+        }
         let p = cur.get_or_insert_with(|| Paragraph {
             line: line_no,
             fields: BTreeMap::new(),
             lines: BTreeMap::new(),
         });
-        if p.get(name).is_some() {
+        // A set of folded names, not `p.get`: a paragraph with many fields stays linear.
+        if !seen.insert(name.to_ascii_lowercase()) {
             return Err(err(format!(
-                "field `{name}` appears twice in the paragraph starting at line {}",
+                "field `{}` appears twice in the paragraph starting at line {}",
+                truncate(name),
                 p.line
             )));
         }

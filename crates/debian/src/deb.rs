@@ -13,6 +13,9 @@ use crate::unpack::{self, Unpacker};
 
 pub use crate::unpack::{DataEntry, EntryKind, UnpackSummary};
 
+/// The largest `control` file read; real ones are a few KiB.
+const MAX_CONTROL_BYTES: u64 = 16 << 20;
+
 /// Reads a .deb (ar archive: debian-binary, control.tar.{gz,xz,zst,or none}, data.tar.{gz,xz,zst,or none})
 /// and returns the fields of its `control` file.
 pub fn read_control(r: impl Read) -> Result<BTreeMap<String, String>, DebError> {
@@ -24,13 +27,21 @@ pub fn read_control(r: impl Read) -> Result<BTreeMap<String, String>, DebError> 
         .entries()
         .map_err(|e| DebError::io(format!("reading {member}"), e))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| DebError::io(format!("reading {member}"), e))?;
+        let entry = entry.map_err(|e| DebError::io(format!("reading {member}"), e))?;
         let path = unpack::archive_path(&entry.path_bytes())?;
         if path.as_os_str() != "control" {
             continue;
         }
+        if entry.size() > MAX_CONTROL_BYTES {
+            return Err(DebError::Deb(format!(
+                "the control file in {member} is {} bytes; more than {} MiB is not a control file",
+                entry.size(),
+                MAX_CONTROL_BYTES >> 20
+            )));
+        }
         let mut text = String::new();
         entry
+            .take(MAX_CONTROL_BYTES)
             .read_to_string(&mut text)
             .map_err(|e| DebError::io(format!("reading control from {member}"), e))?;
         let mut paragraphs = control::parse(&text)?;

@@ -81,7 +81,12 @@ impl Compression {
     }
 }
 
-/// Decompresses a whole in-memory buffer, detecting the format by content.
+/// The most an in-memory buffer may decompress to: Debian's largest Packages index is well
+/// under 200 MiB, and a small file that inflates without end must not exhaust memory.
+pub const MAX_DECOMPRESSED: u64 = 1 << 30;
+
+/// Decompresses a whole in-memory buffer, detecting the format by content, up to
+/// [`MAX_DECOMPRESSED`] bytes.
 pub fn decompress_sniffed(bytes: &[u8], what: &str) -> Result<Vec<u8>, DebError> {
     let c = Compression::sniff(bytes, what)?;
     if c == Compression::None {
@@ -89,12 +94,23 @@ pub fn decompress_sniffed(bytes: &[u8], what: &str) -> Result<Vec<u8>, DebError>
     }
     let mut out = Vec::new();
     c.reader(bytes, what)?
+        .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
         .map_err(|e| DebError::Decompress {
             what: what.to_string(),
             reason: format!("corrupt {c:?} stream"),
             source: Some(e),
         })?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(DebError::Decompress {
+            what: what.to_string(),
+            reason: format!(
+                "it decompresses to more than {} MiB, far more than any Debian index",
+                MAX_DECOMPRESSED >> 20
+            ),
+            source: None,
+        });
+    }
     Ok(out)
 }
 

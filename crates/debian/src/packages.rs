@@ -149,6 +149,26 @@ pub fn parse(text: &str) -> Result<Vec<Package>, DebError> {
         .collect()
 }
 
+/// The most index bytes read from a file or a download (compressed or not): Debian's plain
+/// `Packages` files are well under this; `/dev/zero` or an endless response stop here.
+pub const MAX_INDEX_BYTES: u64 = 512 << 20;
+
+/// Reads an index from `r`, at most [`MAX_INDEX_BYTES`]; `what` names it in errors.
+pub fn read_capped(r: impl std::io::Read, what: &str) -> Result<Vec<u8>, DebError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    r.take(MAX_INDEX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DebError::io(format!("reading {what}"), e))?;
+    if bytes.len() as u64 > MAX_INDEX_BYTES {
+        return Err(DebError::Deb(format!(
+            "{what} is larger than {} MiB; it is not a Packages index",
+            MAX_INDEX_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Decompresses by content sniffing (gzip, xz, zstd, or plain) and parses.
 pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<Package>, DebError> {
     let plain = decompress::decompress_sniffed(bytes, "Packages index")?;

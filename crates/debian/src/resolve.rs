@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::error::DebError;
 use crate::packages::Package;
-use crate::relation::{self, Dep, Op};
+use crate::relation::{Dep, Op};
 use crate::version;
 
 /// Settings of one resolution.
@@ -66,20 +66,20 @@ pub fn resolve(
         universe: &universe,
         opts,
         selected: BTreeMap::new(),
+        provided: HashMap::new(),
         queue: VecDeque::new(),
     };
     for root in roots {
         state.add_root(root)?;
     }
     while let Some(name) = state.queue.pop_front() {
-        let sel = &state.selected[&name];
-        let (pkg, chain) = (sel.pkg, sel.chain.clone());
+        let pkg = state.selected[&name].pkg;
         let groups = pkg.dependency_groups().map_err(|e| DebError::Relation {
             field: format!("{} {}", pkg.name, pkg.version),
             reason: format!("its dependencies cannot be parsed: {e}"),
         })?;
         for group in groups {
-            state.satisfy(&group, &chain)?;
+            state.satisfy(&group, &name)?;
         }
     }
     Ok(state
@@ -161,10 +161,11 @@ impl<'a> Universe<'a> {
             );
         }
         let list = |pkgs: &[&Package]| {
-            pkgs.iter()
-                .map(|p| format!("{} ({})", p.version, p.architecture))
-                .collect::<Vec<_>>()
-                .join(", ")
+            capped(
+                pkgs,
+                |p| format!("{} ({})", p.version, p.architecture),
+                ", ",
+            )
         };
         if let Some(pkgs) = self.by_name.get(dep.name.as_str()) {
             return format!(
@@ -181,7 +182,7 @@ impl<'a> Universe<'a> {
             return format!(
                 "`{}` is virtual and no provider matches: {}",
                 dep.name,
-                names.into_iter().collect::<Vec<_>>().join(", ")
+                capped(&names.into_iter().collect::<Vec<_>>(), String::clone, ", ")
             );
         }
         if let Some(pkgs) = self.other_arch.get(dep.name.as_str()) {
@@ -219,21 +220,66 @@ fn highest<'a>(pkgs: impl Iterator<Item = &'a Package>) -> Option<&'a Package> {
     })
 }
 
+/// How many items an error message lists before "… and N more".
+const LISTED: usize = 5;
+
+/// The first [`LISTED`] items, formatted by `show` and joined by `sep`, then how many were
+/// left out: an index with 50,000 alternatives must not make a 300 KB error line (nor format
+/// all of them).
+fn capped<T>(items: &[T], show: impl Fn(&T) -> String, sep: &str) -> String {
+    let mut out = items
+        .iter()
+        .take(LISTED)
+        .map(show)
+        .collect::<Vec<_>>()
+        .join(sep);
+    if items.len() > LISTED {
+        out.push_str(&format!("{sep}… and {} more", items.len() - LISTED));
+    }
+    out
+}
+
 struct Selected<'a> {
     pkg: &'a Package,
-    provides: Vec<Dep>,
-    /// Names from a root down to this package.
-    chain: Vec<String>,
+    /// The selected package that needed this one; `None` for a root.
+    parent: Option<String>,
 }
 
 struct State<'u, 'a> {
     universe: &'u Universe<'a>,
     opts: &'u ResolveOptions,
     selected: BTreeMap<String, Selected<'a>>,
+    /// What the selected packages provide, by virtual name: looked up per relation, so
+    /// checking a relation does not scan every selected package.
+    provided: HashMap<String, Vec<Dep>>,
     queue: VecDeque<String>,
 }
 
 impl<'a> State<'_, 'a> {
+    /// The names from a root down to the selected package `name`, as `a -> b -> c`, with the
+    /// middle of a very long chain left out.
+    fn chain_text(&self, name: &str) -> String {
+        let mut names = vec![name.to_string()];
+        let mut at = name;
+        while let Some(parent) = self.selected.get(at).and_then(|s| s.parent.as_deref()) {
+            // Parents are selected before their children, so this ends; the bound is a guard.
+            if names.len() > self.selected.len() {
+                break;
+            }
+            names.push(parent.to_string());
+            at = parent;
+        }
+        names.reverse();
+        if names.len() > 2 * LISTED {
+            let left_out = names.len() - 2 * LISTED;
+            let tail = names.split_off(names.len() - LISTED);
+            names.truncate(LISTED);
+            names.push(format!("… {left_out} more …"));
+            names.extend(tail);
+        }
+        names.join(" -> ")
+    }
+
     fn add_root(&mut self, root: &str) -> Result<(), DebError> {
         let (name, constraint) = match root.split_once('=') {
             Some((n, v)) => (n.trim(), Some((Op::Eq, v.trim().to_string()))),
@@ -254,7 +300,7 @@ impl<'a> State<'_, 'a> {
             return Err(DebError::Conflict {
                 package: name.to_string(),
                 selected: sel.pkg.version.clone(),
-                selected_by: sel.chain.join(" -> "),
+                selected_by: self.chain_text(name),
                 chain: chain_text,
             });
         }
@@ -267,20 +313,16 @@ impl<'a> State<'_, 'a> {
                 chain: chain_text,
                 reason: self.universe.explain(&dep, arch),
             })?;
-        self.select(pkg, vec![pkg.name.clone()])
+        self.select(pkg, None)
     }
 
-    fn select(&mut self, pkg: &'a Package, chain: Vec<String>) -> Result<(), DebError> {
-        let provides = pkg.provided()?;
+    fn select(&mut self, pkg: &'a Package, parent: Option<String>) -> Result<(), DebError> {
+        for p in pkg.provided()? {
+            self.provided.entry(p.name.clone()).or_default().push(p);
+        }
         self.queue.push_back(pkg.name.clone());
-        self.selected.insert(
-            pkg.name.clone(),
-            Selected {
-                pkg,
-                provides,
-                chain,
-            },
-        );
+        self.selected
+            .insert(pkg.name.clone(), Selected { pkg, parent });
         Ok(())
     }
 
@@ -293,15 +335,13 @@ impl<'a> State<'_, 'a> {
                 return true;
             }
         }
-        self.selected.values().any(|s| {
-            s.provides
-                .iter()
-                .any(|p| p.name == dep.name && provides_satisfies(p, dep))
-        })
+        self.provided
+            .get(&dep.name)
+            .is_some_and(|ps| ps.iter().any(|p| provides_satisfies(p, dep)))
     }
 
-    /// Ensures one alternative of `group`, required by the package at the end of `chain`, is selected.
-    fn satisfy(&mut self, group: &[Dep], chain: &[String]) -> Result<(), DebError> {
+    /// Ensures one alternative of `group`, required by the selected package `by`, is selected.
+    fn satisfy(&mut self, group: &[Dep], by: &str) -> Result<(), DebError> {
         let arch = self.opts.arch.clone();
         let applicable: Vec<&Dep> = group.iter().filter(|d| d.applies_to(&arch)).collect();
         if applicable
@@ -317,7 +357,7 @@ impl<'a> State<'_, 'a> {
         if followed.is_empty() || followed.iter().any(|d| self.already_satisfied(d)) {
             return Ok(());
         }
-        let mut blocked_by: Option<&Selected> = None;
+        let mut blocked_by: Option<&str> = None;
         for dep in &followed {
             let candidates = self
                 .universe
@@ -328,37 +368,28 @@ impl<'a> State<'_, 'a> {
                 if self.opts.exclude.contains(&pkg.name) {
                     continue;
                 }
-                if let Some(sel) = self.selected.get(&pkg.name) {
+                if self.selected.contains_key(&pkg.name) {
                     // Another version of this package is already in; it cannot be swapped without backtracking.
-                    blocked_by.get_or_insert(sel);
+                    blocked_by.get_or_insert(&pkg.name);
                     continue;
                 }
-                let mut next = chain.to_vec();
-                next.push(pkg.name.clone());
-                return self.select(pkg, next);
+                return self.select(pkg, Some(by.to_string()));
             }
         }
-        let group_text = relation::format_group(group);
-        let chain_text = format!("{} -> {group_text}", chain.join(" -> "));
-        if let Some(sel) = blocked_by {
+        let group_text = capped(group, Dep::to_string, " | ");
+        let chain_text = format!("{} -> {group_text}", self.chain_text(by));
+        if let Some(name) = blocked_by {
+            let sel = &self.selected[name];
             return Err(DebError::Conflict {
                 package: sel.pkg.name.clone(),
                 selected: sel.pkg.version.clone(),
-                selected_by: sel.chain.join(" -> "),
+                selected_by: self.chain_text(name),
                 chain: chain_text,
             });
         }
-        let reason = followed
-            .iter()
-            .map(|d| self.universe.explain(d, &arch))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let reason = capped(&followed, |d| self.universe.explain(d, &arch), "; ");
         Err(DebError::Unsatisfiable {
-            missing: followed
-                .iter()
-                .map(|d| d.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" | "),
+            missing: capped(&followed, |d| d.name.clone(), " | "),
             chain: chain_text,
             reason,
         })

@@ -244,7 +244,10 @@ impl Bpb {
             .ok_or_else(|| bad("FATs and root directory are larger than the volume"))?;
         let cluster_count = data_sectors / u64::from(sectors_per_cluster);
         let fat_type = FatType::from_clusters(cluster_count);
-        let cluster_count = u32::try_from(cluster_count).expect("sectors fit u32");
+        if cluster_count > MAX_FAT32_CLUSTERS {
+            return Err(bad("more clusters than FAT32 can address"));
+        }
+        let cluster_count = u32::try_from(cluster_count).expect("checked against the FAT32 limit");
         let (root_cluster, id_at, label_at) = if fat_type == FatType::Fat32 {
             (get32(s, 44), 67, 71)
         } else {
@@ -294,6 +297,13 @@ impl Bpb {
         self.root_dir_offset()
             + u64::from(self.root_entries) * 32
             + u64::from(cluster - 2) * self.cluster_bytes()
+    }
+
+    /// Where the last cluster ends: the volume must be at least this long.
+    pub fn data_end(&self) -> u64 {
+        self.root_dir_offset()
+            + u64::from(self.root_entries) * 32
+            + u64::from(self.cluster_count) * self.cluster_bytes()
     }
 }
 

@@ -1,7 +1,6 @@
 //! `FatReader`: reads FAT32 (and FAT12/16) volumes, for checking what the writer produced and
 //! for inspecting boot partitions made by other tools.
 
-use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 
 use crate::bpb::{get16, get32, Bpb, FatType};
@@ -34,6 +33,53 @@ struct Found {
     is_dir: bool,
     cluster: u32,
     size: u32,
+}
+
+/// The most a directory may hold: 65,536 entries of 32 bytes (the FAT specification's limit).
+const MAX_DIR_BYTES: u64 = 65_536 * 32;
+
+/// How far [`FatReader::chain`] follows a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// A file: as many clusters as its size needs.
+    Bytes(u64),
+    /// A directory: at most [`MAX_DIR_BYTES`], longer is corrupt.
+    Dir,
+}
+
+/// A file found by [`FatReader::tree`].
+struct TreeFile {
+    path: String,
+    cluster: u32,
+    size: u32,
+}
+
+/// Which clusters a traversal has read already, one bit per cluster.
+struct Claims(Vec<u64>);
+
+impl Claims {
+    fn new(cluster_count: u32) -> Self {
+        Claims(vec![0; (cluster_count as usize + 2).div_ceil(64)])
+    }
+
+    /// Marks the clusters of `runs`; a cluster already marked means two owners (a cross-link
+    /// or a directory loop).
+    fn claim(&mut self, runs: &[(u32, u32)], what: &str) -> Result<(), FatError> {
+        for &(start, len) in runs {
+            for c in start..start + len {
+                let (word, bit) = (c as usize / 64, 1u64 << (c % 64));
+                if self.0[word] & bit != 0 {
+                    return Err(FatError::Corrupt {
+                        reason: format!(
+                            "cluster {c} of {what} also belongs to another file or directory"
+                        ),
+                    });
+                }
+                self.0[word] |= bit;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads a FAT volume that starts at position 0 of `R`.
@@ -71,24 +117,40 @@ impl<R: Read + Seek> FatReader<R> {
                 reason: format!("FAT32 root cluster {} is invalid", bpb.root_cluster),
             });
         }
-        let mut fat = vec![0u8; bpb.fat_sectors as usize * bpb.bytes_per_sector as usize];
-        r.seek(SeekFrom::Start(bpb.fat_offset()))
-            .and_then(|_| r.read_exact(&mut fat))
-            .map_err(FatError::io("reading the FAT"))?;
-        let needed_fat_bytes = match bpb.fat_type {
-            FatType::Fat12 => (bpb.cluster_count as usize + 2) * 3 / 2 + 1,
-            FatType::Fat16 => (bpb.cluster_count as usize + 2) * 2,
-            FatType::Fat32 => (bpb.cluster_count as usize + 2) * 4,
-        };
-        if fat.len() < needed_fat_bytes {
+        // Every size below is checked against the real volume length before anything is
+        // allocated or read, so a boot sector cannot ask for more memory than the volume holds.
+        let volume_len = r
+            .seek(SeekFrom::End(0))
+            .map_err(FatError::io("finding the length of the FAT volume"))?;
+        if bpb.data_end() > volume_len {
             return Err(FatError::Corrupt {
                 reason: format!(
-                    "the FAT has {} bytes but {} clusters need {needed_fat_bytes}",
-                    fat.len(),
+                    "the boot sector describes {} bytes but the volume holds only {volume_len}",
+                    bpb.data_end()
+                ),
+            });
+        }
+        let clusters = u64::from(bpb.cluster_count) + 2;
+        let needed_fat_bytes = match bpb.fat_type {
+            FatType::Fat12 => clusters * 3 / 2 + 1,
+            FatType::Fat16 => clusters * 2,
+            FatType::Fat32 => clusters * 4,
+        };
+        let fat_bytes = u64::from(bpb.fat_sectors) * u64::from(bpb.bytes_per_sector);
+        if fat_bytes < needed_fat_bytes {
+            return Err(FatError::Corrupt {
+                reason: format!(
+                    "the FAT has {fat_bytes} bytes but {} clusters need {needed_fat_bytes}",
                     bpb.cluster_count
                 ),
             });
         }
+        // Only the part that maps clusters is read; the FAT lies before the data region, so
+        // this is smaller than the volume.
+        let mut fat = vec![0u8; needed_fat_bytes as usize];
+        r.seek(SeekFrom::Start(bpb.fat_offset()))
+            .and_then(|_| r.read_exact(&mut fat))
+            .map_err(FatError::io("reading the FAT"))?;
         let bpb_label = String::from_utf8_lossy(&bpb.label).trim_end().to_string();
         let mut reader = FatReader {
             r,
@@ -157,18 +219,47 @@ impl<R: Read + Seek> FatReader<R> {
 
     /// Every file with its full path ("gen-1/overlays/x.dtbo") and size, sorted.
     pub fn walk(&mut self) -> Result<Vec<(String, u64)>, FatError> {
+        let mut claims = Claims::new(self.bpb.cluster_count);
+        Ok(self
+            .tree(&mut claims)?
+            .into_iter()
+            .map(|f| (f.path, u64::from(f.size)))
+            .collect())
+    }
+
+    /// Calls `visit(path, content)` for every file in path order, as [`walk`](Self::walk) lists
+    /// them. Each directory is read once and no cluster is read twice (cross-linked files are
+    /// refused as corrupt), so the work is bounded by the volume's size.
+    pub fn for_each_file(&mut self, mut visit: impl FnMut(&str, &[u8])) -> Result<(), FatError> {
+        let mut claims = Claims::new(self.bpb.cluster_count);
+        for f in self.tree(&mut claims)? {
+            let data = if f.cluster == 0 {
+                self.read_data(0, f.size, &f.path)?
+            } else {
+                let runs = self.chain(f.cluster, &f.path, Limit::Bytes(u64::from(f.size)))?;
+                claims.claim(&runs, &f.path)?;
+                self.read_runs_sized(&runs, f.size, &f.path)?
+            };
+            visit(&f.path, &data);
+        }
+        Ok(())
+    }
+
+    /// Every file under the root with where its data starts, sorted by path. Directory
+    /// clusters are claimed in `claims`, so a directory loop or a cross-link is an error.
+    fn tree(&mut self, claims: &mut Claims) -> Result<Vec<TreeFile>, FatError> {
         let mut out = Vec::new();
-        let mut seen = HashSet::new();
         let mut stack = vec![(String::new(), self.root_loc())];
         while let Some((prefix, loc)) = stack.pop() {
-            if let DirLoc::Cluster(c) = loc {
-                if !seen.insert(c) {
-                    return Err(FatError::Corrupt {
-                        reason: format!("directory {prefix:?} is reachable twice (a loop)"),
-                    });
+            let entries = match loc {
+                DirLoc::FixedRoot => self.read_dir(loc)?,
+                DirLoc::Cluster(c) => {
+                    let runs = self.chain(c, &format!("directory {prefix:?}"), Limit::Dir)?;
+                    claims.claim(&runs, &format!("directory {prefix:?}"))?;
+                    parse_dir(&self.read_runs(&runs, "a directory")?)
                 }
-            }
-            for e in self.read_dir(loc)? {
+            };
+            for e in entries {
                 if e.is_volume_label() || e.is_dot() {
                     continue;
                 }
@@ -176,11 +267,15 @@ impl<R: Read + Seek> FatReader<R> {
                 if e.is_dir() {
                     stack.push((format!("{path}/"), self.subdir_loc(e.cluster, &path)?));
                 } else {
-                    out.push((path, u64::from(e.size)));
+                    out.push(TreeFile {
+                        path,
+                        cluster: e.cluster,
+                        size: e.size,
+                    });
                 }
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 
@@ -264,7 +359,10 @@ impl<R: Read + Seek> FatReader<R> {
                 self.read_at(at, &mut buf, "the root directory")?;
                 buf
             }
-            DirLoc::Cluster(c) => self.read_chain(c, "a directory")?,
+            DirLoc::Cluster(c) => {
+                let runs = self.chain(c, "a directory", Limit::Dir)?;
+                self.read_runs(&runs, "a directory")?
+            }
         };
         Ok(parse_dir(&bytes))
     }
@@ -278,7 +376,18 @@ impl<R: Read + Seek> FatReader<R> {
             }
             return Ok(Vec::new());
         }
-        let mut data = self.read_chain(cluster, path)?;
+        let runs = self.chain(cluster, path, Limit::Bytes(u64::from(size)))?;
+        self.read_runs_sized(&runs, size, path)
+    }
+
+    /// The runs of `runs` read, cut to `size` bytes; an error when they hold fewer.
+    fn read_runs_sized(
+        &mut self,
+        runs: &[(u32, u32)],
+        size: u32,
+        path: &str,
+    ) -> Result<Vec<u8>, FatError> {
+        let mut data = self.read_runs(runs, path)?;
         if (data.len() as u64) < u64::from(size) {
             return Err(FatError::Corrupt {
                 reason: format!(
@@ -291,20 +400,25 @@ impl<R: Read + Seek> FatReader<R> {
         Ok(data)
     }
 
-    /// Reads every cluster of the chain starting at `first`, merging adjacent clusters into
-    /// one read.
-    fn read_chain(&mut self, first: u32, what: &str) -> Result<Vec<u8>, FatError> {
+    /// The chain starting at `first` as runs of adjacent clusters (start, count), followed no
+    /// further than `limit` needs: a file's chain longer than its size is not walked to its end.
+    fn chain(&self, first: u32, what: &str, limit: Limit) -> Result<Vec<(u32, u32)>, FatError> {
+        let cb = self.bpb.cluster_bytes();
+        let max = match limit {
+            Limit::Bytes(n) => n.div_ceil(cb),
+            Limit::Dir => (MAX_DIR_BYTES / cb).max(1),
+        };
         let mut runs: Vec<(u32, u32)> = Vec::new();
         let mut cluster = first;
-        let mut total = 0u32;
-        loop {
-            if cluster < 2 || cluster >= self.bpb.cluster_count + 2 {
+        let mut total = 0u64;
+        while total < max {
+            if cluster < 2 || u64::from(cluster) >= u64::from(self.bpb.cluster_count) + 2 {
                 return Err(FatError::Corrupt {
                     reason: format!("the chain of {what} points at cluster {cluster}"),
                 });
             }
             total += 1;
-            if total > self.bpb.cluster_count {
+            if total > u64::from(self.bpb.cluster_count) {
                 return Err(FatError::Corrupt {
                     reason: format!("the cluster chain of {what} loops"),
                 });
@@ -315,14 +429,28 @@ impl<R: Read + Seek> FatReader<R> {
             }
             let next = self.fat_entry(cluster);
             if self.is_end(next) {
-                break;
+                return Ok(runs);
             }
             cluster = next;
         }
+        if limit == Limit::Dir {
+            return Err(FatError::Corrupt {
+                reason: format!(
+                    "{what} is longer than the {} entries a FAT directory may hold",
+                    MAX_DIR_BYTES / 32
+                ),
+            });
+        }
+        Ok(runs)
+    }
+
+    /// Reads `runs` (inside the volume: `chain` checked every cluster) into one buffer.
+    fn read_runs(&mut self, runs: &[(u32, u32)], what: &str) -> Result<Vec<u8>, FatError> {
         let cb = self.bpb.cluster_bytes();
-        let mut out = vec![0u8; (u64::from(total) * cb) as usize];
+        let total: u64 = runs.iter().map(|(_, len)| u64::from(*len)).sum();
+        let mut out = vec![0u8; (total * cb) as usize];
         let mut filled = 0usize;
-        for (start, len) in runs {
+        for &(start, len) in runs {
             let n = (u64::from(len) * cb) as usize;
             let at = self.bpb.cluster_offset(start);
             self.read_at(at, &mut out[filled..filled + n], what)?;

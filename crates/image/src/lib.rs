@@ -11,6 +11,7 @@ mod plan;
 mod reader;
 mod spec;
 mod table;
+mod table_read;
 mod window;
 mod write;
 

@@ -153,6 +153,30 @@ impl ImageReader {
         Ok(names)
     }
 
+    /// The regular files directly in the root directory `dir` of at most `max_size` bytes each,
+    /// as (name, content) sorted by name. The file system is loaded once for all of them, so
+    /// this stays linear in the number of files; larger files and other kinds are left out.
+    pub fn root_read_files(
+        &self,
+        dir: &str,
+        max_size: u64,
+    ) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+        let fs = self.root()?;
+        let mut out = Vec::new();
+        for entry in fs.read_dir(dir).map_err(ext4_err(dir))? {
+            let entry = entry.map_err(ext4_err(dir))?;
+            let name = String::from_utf8_lossy(entry.file_name().as_ref()).into_owned();
+            let path = entry.path();
+            let meta = fs.symlink_metadata(&path).map_err(ext4_err(dir))?;
+            if !meta.file_type().is_regular_file() || meta.len() > max_size {
+                continue;
+            }
+            out.push((name, fs.read(&path).map_err(ext4_err(dir))?));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Mode, owner, size and kind of the root path `path`.
     pub fn root_metadata(&self, path: &str) -> Result<RootMeta, ImageError> {
         let m = self

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 
 use gpt::disk::LogicalBlockSize;
 use gpt::partition_types;
 use mbrman::{MBRPartitionEntry, BOOT_INACTIVE, CHS, MBR};
+
+pub use crate::table_read::read_table;
 
 use crate::error::ImageError;
 use crate::plan::{ImagePlan, PartPlan, SECTOR_SIZE};
@@ -21,7 +22,7 @@ pub const GPT_BASIC_DATA: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
 /// GPT type of the root partition: Linux filesystem data.
 pub const GPT_LINUX_FS: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 /// MBR partition type that marks a GPT disk.
-const MBR_PROTECTIVE: u8 = 0xee;
+pub(crate) const MBR_PROTECTIVE: u8 = 0xee;
 
 /// A partition table as read back from an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,75 +170,4 @@ fn write_gpt(file: &mut File, plan: &ImagePlan) -> Result<(), ImageError> {
             source: Box::new(source),
         })?;
     Ok(())
-}
-
-/// Reads the partition table of an image (MBR, or GPT behind a protective MBR).
-pub fn read_table(r: &mut (impl Read + Seek)) -> Result<PartitionTable, ImageError> {
-    let mut sector = [0u8; 512];
-    r.seek(SeekFrom::Start(0))
-        .and_then(|_| r.read_exact(&mut sector))
-        .map_err(ImageError::io("reading sector 0 of the image"))?;
-    if sector[510..512] != [0x55, 0xaa] {
-        return Err(ImageError::BadTable(
-            "no boot signature in sector 0: this is not a partitioned disk image".to_string(),
-        ));
-    }
-    let first_type = sector[446 + 4];
-    if first_type == MBR_PROTECTIVE {
-        read_gpt(r)
-    } else {
-        read_mbr(r)
-    }
-}
-
-fn read_mbr(r: &mut (impl Read + Seek)) -> Result<PartitionTable, ImageError> {
-    let mbr = MBR::read_from(r, SECTOR_SIZE as u32).map_err(|source| ImageError::Mbr {
-        context: "reading the MBR".to_string(),
-        source,
-    })?;
-    let disk_id = format!("{:08x}", u32::from_le_bytes(mbr.header.disk_signature));
-    let partitions = mbr
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(i, p)| PartitionEntry {
-            index: i as u32,
-            start_lba: u64::from(p.starting_lba),
-            size_lba: u64::from(p.sectors),
-            type_code: Some(p.sys),
-            type_guid: None,
-            partuuid: format!("{disk_id}-{i:02x}"),
-        })
-        .collect();
-    Ok(PartitionTable {
-        kind: TableKind::Mbr,
-        disk_id,
-        partitions,
-    })
-}
-
-fn read_gpt(r: &mut (impl Read + Seek)) -> Result<PartitionTable, ImageError> {
-    let header = gpt::header::read_header_from_arbitrary_device(r, LogicalBlockSize::Lb512)
-        .map_err(|source| ImageError::Gpt {
-            context: "reading the primary GPT header".to_string(),
-            source: Box::new(source),
-        })?;
-    let parts = gpt::partition::file_read_partitions(r, &header, LogicalBlockSize::Lb512)
-        .map_err(ImageError::io("reading the GPT partition entries"))?;
-    let partitions = parts
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(i, p)| PartitionEntry {
-            index: *i,
-            start_lba: p.first_lba,
-            size_lba: p.last_lba + 1 - p.first_lba,
-            type_code: None,
-            type_guid: Some(p.part_type_guid.guid.to_string().to_uppercase()),
-            partuuid: p.part_guid.to_string(),
-        })
-        .collect();
-    Ok(PartitionTable {
-        kind: TableKind::Gpt,
-        disk_id: header.disk_guid.to_string(),
-        partitions,
-    })
 }

@@ -18,6 +18,12 @@ use crate::zero::is_zero;
 /// The block size of the maps this crate makes.
 pub const BMAP_BLOCK_SIZE: u64 = 4096;
 
+/// The largest block size accepted in a bmap file (bmaptool writes 4 KiB).
+const MAX_BMAP_BLOCK_SIZE: u64 = 1 << 30;
+
+/// The largest bmap file read: a map of a fully fragmented 1 TiB image is far smaller.
+pub const MAX_BMAP_FILE_BYTES: u64 = 64 << 20;
+
 /// The bmap format version written; bmaptool 3.x reads it.
 const VERSION: &str = "2.0";
 
@@ -51,6 +57,45 @@ pub fn bmap_from_raw(raw: &Path) -> Result<Bmap, IoError> {
     Bmap::from_reader(&mut BufReader::with_capacity(1 << 20, f)).map_err(IoError::io(format!(
         "reading the raw image {raw:?} to map it"
     )))
+}
+
+/// Reads and parses the bmap file at `path`, refusing one larger than [`MAX_BMAP_FILE_BYTES`].
+pub fn read_bmap_file(path: &Path) -> Result<Bmap, IoError> {
+    let ctx = || format!("reading the bmap file {path:?}");
+    // Checked before opening too: opening a fifo blocks until someone writes to it.
+    let refuse = || IoError::BmapParse {
+        reason: format!(
+            "{path:?} is not a regular file of at most {} MiB; it is not a bmap file",
+            MAX_BMAP_FILE_BYTES >> 20
+        ),
+    };
+    if !std::fs::metadata(path)
+        .map_err(IoError::io(ctx()))?
+        .is_file()
+    {
+        return Err(refuse());
+    }
+    let f = File::open(path).map_err(IoError::io(ctx()))?;
+    let meta = f.metadata().map_err(IoError::io(ctx()))?;
+    if !meta.is_file() || meta.len() > MAX_BMAP_FILE_BYTES {
+        return Err(refuse());
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_BMAP_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(IoError::io(ctx()))?;
+    if bytes.len() as u64 > MAX_BMAP_FILE_BYTES {
+        return Err(IoError::BmapParse {
+            reason: format!(
+                "{path:?} is larger than {} MiB; it is not a bmap file",
+                MAX_BMAP_FILE_BYTES >> 20
+            ),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| IoError::BmapParse {
+        reason: format!("{path:?} is not UTF-8 text"),
+    })?;
+    Bmap::from_xml(&text)
 }
 
 impl Bmap {
@@ -214,8 +259,14 @@ impl Bmap {
         let block_size = number("BlockSize")?;
         let blocks = number("BlocksCount")?;
         let mapped = number("MappedBlocksCount")?;
-        if block_size == 0 {
-            return Err(bad("<BlockSize> is 0".into()));
+        if block_size == 0 || block_size > MAX_BMAP_BLOCK_SIZE {
+            return Err(bad(format!(
+                "<BlockSize> {block_size} is not between 1 and {MAX_BMAP_BLOCK_SIZE}"
+            )));
+        }
+        // With this, every byte offset of a block up to the last one fits in a u64.
+        if image_size.checked_add(block_size).is_none() {
+            return Err(bad(format!("<ImageSize> {image_size} is too large")));
         }
         let (a, b) = element(&clean, "ChecksumType")
             .ok_or_else(|| bad("<ChecksumType> is missing".into()))?;
@@ -251,12 +302,7 @@ impl Bmap {
         if bmap.blocks_count() != blocks {
             return Err(bad(format!("<BlocksCount> {blocks} does not match <ImageSize> {image_size} / <BlockSize> {block_size}")));
         }
-        if bmap.mapped_blocks() != mapped {
-            return Err(bad(format!(
-                "<MappedBlocksCount> {mapped} but the ranges hold {} blocks",
-                bmap.mapped_blocks()
-            )));
-        }
+        // Ranges are checked before anything counts them: a reversed one would underflow.
         let mut next = 0u64;
         for r in &bmap.ranges {
             if r.first < next || r.last < r.first || r.last >= blocks {
@@ -266,6 +312,12 @@ impl Bmap {
                 )));
             }
             next = r.last + 1;
+        }
+        if bmap.mapped_blocks() != mapped {
+            return Err(bad(format!(
+                "<MappedBlocksCount> {mapped} but the ranges hold {} blocks",
+                bmap.mapped_blocks()
+            )));
         }
         Ok(bmap)
     }

@@ -26,7 +26,9 @@ mod xz;
 mod zero;
 mod zst;
 
-pub use bmap::{bmap_from_raw, Bmap, BmapRange, BMAP_BLOCK_SIZE};
+pub use bmap::{
+    bmap_from_raw, read_bmap_file, Bmap, BmapRange, BMAP_BLOCK_SIZE, MAX_BMAP_FILE_BYTES,
+};
 pub use bmap_writer::BmapWriter;
 pub use compression::Compression;
 pub use error::IoError;
