@@ -507,10 +507,15 @@ fn add_initrd(
 ) -> Result<StorePath, BuildError> {
     // Module name -> file, for every module in the package.
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    for p in tree.iter().filter(|p| p.ends_with(".ko")) {
-        let stem = p.rsplit('/').next().unwrap_or(p).trim_end_matches(".ko");
-        files.insert(modules::normalize(stem), p.clone());
+    for p in tree.iter().filter(|p| modules::is_module_file(p)) {
+        files.insert(modules::name_of(p), p.clone());
     }
+    let read = |file: &String| -> Result<Vec<u8>, BuildError> {
+        let src = root.join(file);
+        let raw = fs::read(&src).map_err(io("reading", &src))?;
+        modules::decompress(file, raw)
+            .map_err(|e| BuildError::Kernel(format!("{}: {e}", src.display())))
+    };
     // Dependencies of the modules reachable from the wanted ones (read lazily: 5000 modules, few needed).
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut todo: Vec<String> = wanted.iter().map(|w| modules::normalize(w)).collect();
@@ -519,8 +524,7 @@ fn add_initrd(
             continue;
         }
         let Some(file) = files.get(&m) else { continue };
-        let bytes = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
-        let d = modules::depends_of(&bytes);
+        let d = modules::modinfo(&read(file)?).depends;
         todo.extend(d.iter().cloned());
         deps.insert(m, d);
     }
@@ -563,8 +567,7 @@ fn add_initrd(
         },
     ];
     for m in &order {
-        let file = &files[m];
-        let data = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
+        let data = read(&files[m])?;
         entries.push(CpioEntry::File {
             path: format!("lib/modules/{m}.ko"),
             mode: 0o644,
