@@ -30,6 +30,8 @@ pub struct HarnessOptions {
     pub extra_append: Option<String>,
     /// Guest memory in MiB.
     pub memory_mb: u32,
+    /// More QEMU `-device` specs for every boot (see [`crate::VmConfig::extra_devices`]).
+    pub extra_devices: Vec<String>,
 }
 
 impl Default for HarnessOptions {
@@ -41,6 +43,7 @@ impl Default for HarnessOptions {
             max_boots: 6,
             extra_append: None,
             memory_mb: 1024,
+            extra_devices: Vec::new(),
         }
     }
 }
@@ -418,6 +421,7 @@ impl Harness {
             ssh_port: self.opts.ssh_port,
             serial_log: serial_log.clone(),
             timeout: remaining,
+            extra_devices: self.opts.extra_devices.clone(),
         };
         let vm = Vm::start(&cfg).map_err(|source| HarnessError::Qemu { boot, source })?;
         self.pending = Some(Pending {

@@ -44,6 +44,9 @@ pub struct VmConfig {
     pub serial_log: PathBuf,
     /// Hard limit on the VM's life: it is killed when this runs out, whatever is waiting.
     pub timeout: Duration,
+    /// More `-device` specs (e.g. `virtio-rng-pci`), added after the disk and network. None may need
+    /// an option ROM: nothing provides one (give `romfile=` for devices that would load one).
+    pub extra_devices: Vec<String>,
 }
 
 impl VmConfig {
@@ -59,6 +62,7 @@ impl VmConfig {
             ssh_port: None,
             serial_log,
             timeout: Duration::from_secs(60),
+            extra_devices: Vec::new(),
         }
     }
 
@@ -107,6 +111,9 @@ impl VmConfig {
             "-device".into(),
             "virtio-net-pci,netdev=n0,romfile=".into(),
         ]);
+        for d in &self.extra_devices {
+            args.extend(["-device".into(), d.clone()]);
+        }
         args
     }
 }
@@ -432,6 +439,11 @@ mod tests {
         assert!(args.contains(
             "-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0,romfile="
         ));
+        cfg.extra_devices = vec!["virtio-rng-pci".into(), "usb-tablet".into()];
+        assert!(cfg
+            .args()
+            .join(" ")
+            .ends_with("romfile= -device virtio-rng-pci -device usb-tablet"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct QemuArgs {
     /// Most boots to follow (reboots included).
     #[arg(long, default_value_t = 4)]
     max_boots: usize,
+    /// Add a QEMU device for every boot, e.g. `virtio-rng-pci` or `qemu-xhci` (repeatable). It must
+    /// not need an option ROM (none is installed): give `romfile=` to devices that would load one.
+    #[arg(long = "device", value_name = "SPEC")]
+    devices: Vec<String>,
 }
 
 pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
@@ -39,6 +43,7 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         timeout: Duration::from_secs(a.timeout),
         tryboot_first: a.tryboot,
         max_boots: a.max_boots,
+        extra_devices: a.devices,
         ..HarnessOptions::default()
     };
     let mut h = Harness::new(&a.image, scratch.path(), opts);

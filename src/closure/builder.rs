@@ -141,8 +141,9 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
             kernel_version = lp.version.clone();
         }
     }
+    // "modules-index-1": the kernel path's layout (root modules and their index); bumped when it changes.
     let inputs = format!(
-        "{:?} {:?} {:?} {:?} {} {}",
+        "modules-index-1 {:?} {:?} {:?} {:?} {} {}",
         board.kernel,
         board.boot,
         board.initrd,
@@ -354,23 +355,10 @@ fn add_kernel(
             )));
         }
     }
-    // Boards without an initramfs load modules from the root, so the whole module tree goes in.
-    let with_modules = inp.board.initrd.is_none() && !k.modules_glob.is_empty();
-    let module_dirs: Vec<String> = if with_modules {
-        let mut dirs: BTreeSet<String> = BTreeSet::new();
-        for p in tree {
-            let parts: Vec<&str> = p.split('/').collect();
-            for n in 1..parts.len() {
-                let prefix = parts[..n].join("/");
-                if glob::matches(&k.modules_glob, &prefix) {
-                    dirs.insert(prefix);
-                }
-            }
-        }
-        dirs.into_iter().collect()
-    } else {
-        Vec::new()
-    };
+    // Written to scratch space first (the scratch root is in the store's file system, so moving it
+    // into the store path is a rename): the whole module set would not fit in memory comfortably.
+    let staging = root.join(".pideploy-root-modules");
+    root_modules(inp, root, tree, &staging)?;
     let name = path_name("linux", version);
     Ok(inp.store.add(&name, &BTreeSet::new(), |tmp| {
         let out = tmp.join("out");
@@ -389,15 +377,106 @@ fn add_kernel(
                 out.join("overlays").join(o.rsplit('/').next().unwrap_or(o)),
             )?;
         }
-        for m in &module_dirs {
-            copy_tree(
-                &root.join(m),
-                &out.join("lib/modules")
-                    .join(m.rsplit('/').next().unwrap_or(m)),
-            )?;
+        let modules = staging.join("lib");
+        if modules.exists() && fs::rename(&modules, out.join("lib")).is_err() {
+            copy_tree(&modules, &out.join("lib"))?;
         }
         Ok::<(), io::Error>(())
     })?)
+}
+
+/// Selects the modules for the root (the board's `root_modules` and their dependencies, or all),
+/// decompresses them, and writes their `modules.dep` and `modules.alias`, so `modprobe` works on
+/// the target without `depmod` on the build machine. Everything goes to `staging/lib/modules/<version>/`.
+fn root_modules(
+    inp: &SystemInputs,
+    root: &Path,
+    tree: &[String],
+    staging: &Path,
+) -> Result<(), BuildError> {
+    let k = &inp.board.kernel;
+    if k.modules_glob.is_empty() {
+        return Ok(());
+    }
+    let write = |rel: &str, data: &[u8]| -> Result<(), BuildError> {
+        let dest = staging.join(rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        fs::write(&dest, data).map_err(io("writing", &dest))
+    };
+    // Each module directory (one per kernel version): its module files by path inside it.
+    let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in tree {
+        let parts: Vec<&str> = p.split('/').collect();
+        let Some(n) =
+            (1..parts.len()).find(|&n| glob::matches(&k.modules_glob, &parts[..n].join("/")))
+        else {
+            continue;
+        };
+        let (dir, rel) = (parts[..n].join("/"), parts[n..].join("/"));
+        let version = parts[n - 1];
+        if modules::is_module_file(&rel) {
+            dirs.entry(dir).or_default().push(rel);
+        } else if !rel.starts_with("modules.dep") && !rel.starts_with("modules.alias") {
+            let dest = staging.join(format!("lib/modules/{version}/{rel}"));
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            }
+            copy_tree(&root.join(p), &dest).map_err(io("copying", root.join(p)))?;
+            dirs.entry(dir).or_default();
+        } else {
+            dirs.entry(dir).or_default();
+        }
+    }
+    for (dir, rels) in dirs {
+        let version = dir.rsplit('/').next().unwrap_or(&dir).to_string();
+        let by_name: BTreeMap<String, &String> =
+            rels.iter().map(|r| (modules::name_of(r), r)).collect();
+        let mut todo: Vec<String> = match &k.root_modules {
+            Some(prefixes) => rels
+                .iter()
+                .filter(|r| prefixes.iter().any(|p| r.starts_with(p.as_str())))
+                .map(|r| modules::name_of(r))
+                .collect(),
+            None => by_name.keys().cloned().collect(),
+        };
+        let mut infos: BTreeMap<String, modules::ModInfo> = BTreeMap::new();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            // A missing dependency is reported by the index below, with who needs it.
+            let Some(rel) = by_name.get(&name) else {
+                continue;
+            };
+            let src = root.join(&dir).join(rel);
+            let raw = fs::read(&src).map_err(io("reading", &src))?;
+            let data = modules::decompress(rel, raw)
+                .map_err(|e| BuildError::Kernel(format!("{}: {e}", src.display())))?;
+            let info = modules::modinfo(&data);
+            todo.extend(info.depends.iter().cloned());
+            let plain = modules::plain_path(rel);
+            write(&format!("lib/modules/{version}/{plain}"), &data)?;
+            infos.insert(plain, info);
+        }
+        let idx = modules::index(&infos).map_err(|e| {
+            BuildError::Kernel(format!(
+                "{e} ({} in {}); fix kernel.root_modules in the board file {}",
+                dir, k.package, inp.board.name
+            ))
+        })?;
+        write(
+            &format!("lib/modules/{version}/modules.dep"),
+            idx.dep.as_bytes(),
+        )?;
+        write(
+            &format!("lib/modules/{version}/modules.alias"),
+            idx.alias.as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 fn copy_tree(src: &Path, dest: &Path) -> io::Result<()> {
@@ -427,10 +506,15 @@ fn add_initrd(
 ) -> Result<StorePath, BuildError> {
     // Module name -> file, for every module in the package.
     let mut files: BTreeMap<String, String> = BTreeMap::new();
-    for p in tree.iter().filter(|p| p.ends_with(".ko")) {
-        let stem = p.rsplit('/').next().unwrap_or(p).trim_end_matches(".ko");
-        files.insert(modules::normalize(stem), p.clone());
+    for p in tree.iter().filter(|p| modules::is_module_file(p)) {
+        files.insert(modules::name_of(p), p.clone());
     }
+    let read = |file: &String| -> Result<Vec<u8>, BuildError> {
+        let src = root.join(file);
+        let raw = fs::read(&src).map_err(io("reading", &src))?;
+        modules::decompress(file, raw)
+            .map_err(|e| BuildError::Kernel(format!("{}: {e}", src.display())))
+    };
     // Dependencies of the modules reachable from the wanted ones (read lazily: 5000 modules, few needed).
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut todo: Vec<String> = wanted.iter().map(|w| modules::normalize(w)).collect();
@@ -439,8 +523,7 @@ fn add_initrd(
             continue;
         }
         let Some(file) = files.get(&m) else { continue };
-        let bytes = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
-        let d = modules::depends_of(&bytes);
+        let d = modules::modinfo(&read(file)?).depends;
         todo.extend(d.iter().cloned());
         deps.insert(m, d);
     }
@@ -483,8 +566,7 @@ fn add_initrd(
         },
     ];
     for m in &order {
-        let file = &files[m];
-        let data = fs::read(root.join(file)).map_err(io("reading", root.join(file)))?;
+        let data = read(&files[m])?;
         entries.push(CpioEntry::File {
             path: format!("lib/modules/{m}.ko"),
             mode: 0o644,
@@ -578,6 +660,16 @@ fn add_sw(
                 }
             }
         }
+        // /lib/modules follows the running kernel, not this generation's: after a live switch to a
+        // generation with another kernel, the booted one still finds its own modules. The next boot
+        // runs the new kernel, and the link then names its modules.
+        let modules = out.join("lib/modules");
+        if fs::symlink_metadata(&modules).is_ok() {
+            conflicts += "lib/modules (the booted kernel's modules)\n";
+        } else {
+            fs::create_dir_all(out.join("lib"))?;
+            symlink("/run/booted-system/kernel/lib/modules", &modules)?;
+        }
         fs::write(out.join(".pideploy-conflicts"), conflicts)?;
         Ok::<(), io::Error>(())
     })?)
@@ -640,6 +732,8 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("shutdown-tasks", include_str!("scripts/shutdown-tasks.sh")),
         ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
         ("grow-root", include_str!("scripts/grow-root.sh")),
+        ("load-modules", include_str!("scripts/load-modules.sh")),
+        ("hotplug", include_str!("scripts/hotplug.sh")),
     ] {
         let text = render(tpl, &vars).map_err(BuildError::Internal)?;
         files.insert(
@@ -663,6 +757,16 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         data: s.as_bytes().to_vec(),
         exec: false,
     };
+    files.insert(
+        "kernel-modules".into(),
+        text(
+            &cfg.boot
+                .kernel_modules
+                .iter()
+                .map(|m| format!("{m}\n"))
+                .collect::<String>(),
+        ),
+    );
     files.insert("activation/etc-files".into(), text(&t.plan.etc_files));
     files.insert("activation/users".into(), text(&t.plan.users));
     files.insert("activation/files.list".into(), text(&t.plan.files_list));

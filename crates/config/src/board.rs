@@ -91,6 +91,10 @@ pub struct BoardKernel {
     pub overlays_glob: Option<String>,
     /// Glob of the modules directory, e.g. `lib/modules/*`.
     pub modules_glob: String,
+    /// Which modules go on the root (paths under the modules directory that start with one of
+    /// these, plus their dependencies); all of them when absent.
+    #[serde(default)]
+    pub root_modules: Option<Vec<String>>,
 }
 
 /// A generated initrd.

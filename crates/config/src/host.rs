@@ -210,6 +210,11 @@ pub struct BootExtras {
     pub config: Vec<String>,
     /// Device tree overlays (`name` or `name,param=value`), written as `dtoverlay=` lines.
     pub dtoverlays: Vec<String>,
+    /// Kernel modules loaded at every boot (with their dependencies), besides the ones the present
+    /// devices ask for. Left out of the serialised form when empty, so configs without it keep
+    /// their digests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_modules: Vec<String>,
 }
 
 /// A secret: copied from the deploying machine to the target at activation, never into the store.

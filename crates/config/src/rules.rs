@@ -151,9 +151,29 @@ pub fn is_overlay(s: &str) -> bool {
         && !s.chars().any(char::is_whitespace)
 }
 
+/// A kernel module name as `modprobe` takes it (the kernel caps names at 55 bytes).
+pub fn is_module_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 55
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_names() {
+        assert!(is_module_name("snd_bcm2835"));
+        assert!(is_module_name("brcmfmac"));
+        assert!(is_module_name("hid-generic"));
+        assert!(!is_module_name(""));
+        assert!(!is_module_name("../x"));
+        assert!(!is_module_name("a b"));
+        assert!(!is_module_name("x.ko"));
+        assert!(!is_module_name(&"a".repeat(56)));
+    }
 
     #[test]
     fn hostnames() {

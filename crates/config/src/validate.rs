@@ -149,6 +149,11 @@ pub enum ValidationErrorKind {
     /// Bad overlay spec.
     #[error("`{0}` is not an overlay spec like `vc4-kms-v3d` or `dwc2,dr_mode=host`")]
     Overlay(String),
+    /// Bad kernel module name.
+    #[error(
+        "`{0}` is not a kernel module name (letters, digits, `_` and `-`, e.g. `snd_bcm2835`)"
+    )]
+    KernelModule(String),
     /// Zero timeout.
     #[error("must be at least 1 second")]
     Timeout,
@@ -391,6 +396,14 @@ impl HostConfig {
             let too_long = "dtoverlay=".len() + overlay.len() > CONFIG_TXT_LINE_LIMIT;
             if !rules::is_overlay(overlay) || too_long {
                 issues.push(format!("boot.dtoverlays[{i}]"), K::Overlay(overlay.clone()));
+            }
+        }
+        for (i, m) in self.boot.kernel_modules.iter().enumerate() {
+            if !rules::is_module_name(m) {
+                issues.push(
+                    format!("boot.kernel_modules[{i}]"),
+                    K::KernelModule(m.clone()),
+                );
             }
         }
     }

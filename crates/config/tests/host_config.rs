@@ -316,6 +316,11 @@ fn unknown_restart_variant_is_a_parse_error() {
     "boot.dtoverlays[0]",
     "Overlay"
 )]
+#[case::kernel_module(
+    "hostname = \"pi\"\n[boot]\nkernel_modules = [\"snd_aloop.ko\"]",
+    "boot.kernel_modules[0]",
+    "KernelModule"
+)]
 #[case::health_command(
     "hostname = \"pi\"\n[health]\ncommands = [[]]",
     "health.commands[0]",

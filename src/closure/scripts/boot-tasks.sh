@@ -7,6 +7,9 @@ set -u
 # First: it may reboot once (first boot on a bigger card), which is clean only before anything runs.
 /run/current-system/grow-root || echo "pideploy: warning: grow-root failed unexpectedly; the root keeps its size"
 hostname -F /etc/hostname
+# >>> kernel modules (src/closure/scripts/load-modules.sh): before the network, whose driver may be one.
+/run/current-system/load-modules || echo "pideploy: warning: loading kernel modules failed"
+# <<< kernel modules
 ip link set lo up
 
 ip link set "$NET_IFACE" up 2>/dev/null || echo "pideploy: warning: no network interface $NET_IFACE"

@@ -1,0 +1,135 @@
+//! Kernel modules on a booted system, on QEMU: devices whose drivers exist only as modules on the
+//! root (not in the initramfs) get them at boot, and `boot.kernel_modules` entries are loaded.
+//!
+//! - `virtio-rng-pci`: present at boot, its driver `virtio_rng` is found through its modalias in the
+//!   generated `modules.alias` (coldplug).
+//! - `qemu-xhci` + `usb-tablet`: coldplug loads `xhci_pci`; the tablet then appears on the new USB
+//!   bus after boot, and the uevent listener's helper loads `usbhid` for it (hotplug).
+//! - `boot.kernel_modules = ["dummy", "no_such_module"]`: `dummy` is loaded; the missing one gets a
+//!   warning line and the boot goes on.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::guest::Guest;
+use common::*;
+
+#[test]
+fn module_only_devices_are_bound_and_listed_modules_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let (key, public) = keypair(w);
+    let config = w.join("pi.toml");
+    fs::write(
+        &config,
+        format!(
+            "board = \"qemu-aarch64\"\nhostname = \"modpi\"\n\n[boot]\n\
+             kernel_modules = [\"dummy\", \"no_such_module\"]\n\n[[users]]\nname = \"pi\"\n\
+             uid = 1000\nssh_authorized_keys = [\"{public}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (lock, cache, store) = (w.join("pideploy.lock"), w.join("cache"), w.join("store"));
+    lock_and_import(&config, &lock, &cache, &store);
+    let image = w.join("pi.img");
+    run(env_for(&mut pideploy(), &cache, &store)
+        .arg("image")
+        .arg("--config")
+        .arg(&config)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("-o")
+        .arg(&image));
+
+    // The index was generated at build time, from the modules themselves.
+    let kernels: Vec<_> = fs::read_dir(store.join("store"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("lib/modules").is_dir())
+        .collect();
+    assert_eq!(kernels.len(), 1, "{kernels:?}");
+    let versions: Vec<_> = fs::read_dir(kernels[0].join("lib/modules"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(versions.len(), 1);
+    let dep = fs::read_to_string(versions[0].join("modules.dep")).unwrap();
+    let alias = fs::read_to_string(versions[0].join("modules.alias")).unwrap();
+    assert!(
+        dep.lines()
+            .any(|l| l.starts_with("kernel/drivers/usb/host/xhci-pci.ko:")
+                && l.contains("kernel/drivers/usb/host/xhci-hcd.ko")),
+        "{dep}"
+    );
+    assert!(alias.contains(" virtio_rng\n"), "{alias}");
+    assert!(
+        !dep.contains("bluetooth"),
+        "only the board's root_modules and their dependencies"
+    );
+
+    let port = pideploy_qemu::free_port().unwrap();
+    let log = w.join("console.log");
+    let child = pideploy()
+        .arg("qemu")
+        .arg(&image)
+        .args(["--ssh-port", &port.to_string()])
+        .args(["--timeout", "300"])
+        .args(["--max-boots", "2"])
+        .args(["--device", "virtio-rng-pci"])
+        .args(["--device", "qemu-xhci"])
+        .args(["--device", "usb-tablet"])
+        .stdout(fs::File::create(&log).unwrap())
+        .stderr(fs::File::create(log.with_extension("harness")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut vm = Guest { child, log, port };
+    let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(240));
+    assert!(
+        console.contains("pideploy: kernel module dummy loaded"),
+        "{console}"
+    );
+    assert!(
+        console.contains(
+            "pideploy: warning: kernel module no_such_module (boot.kernel_modules) not loaded:"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("pideploy: coldplug: "), "{console}");
+    assert!(
+        !console.contains("pideploy: warning: coldplug"),
+        "devices without a module are normal: {console}"
+    );
+
+    let known = vm.known_hosts(w);
+    let ssh = |cmd: &str| vm.ssh(&known, &key, "pi", cmd);
+    let kver = ssh("uname -r");
+    assert_eq!(
+        ssh("readlink /lib/modules"),
+        "/run/booted-system/kernel/lib/modules"
+    );
+    assert!(ssh(&format!("cat /lib/modules/{kver}/modules.dep")).contains("dummy.ko:"));
+    let lsmod = ssh("lsmod");
+    for m in ["dummy", "virtio_rng", "xhci_pci", "usbhid"] {
+        assert!(
+            lsmod
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(m)),
+            "{m} not loaded:\n{lsmod}\n{console}"
+        );
+    }
+    // Bound: each device's driver link names the module's driver.
+    let rng = ssh("for d in /sys/bus/virtio/devices/*; do basename $(readlink $d/driver); done");
+    assert!(rng.lines().any(|l| l == "virtio_rng"), "{rng}");
+    let usb = ssh("for d in /sys/bus/usb/devices/*:*; do basename $(readlink $d/driver); done");
+    assert!(usb.lines().any(|l| l == "usbhid"), "{usb}");
+    assert!(
+        ssh("ps -o args").contains("uevent /run/booted-system/hotplug"),
+        "the uevent listener runs"
+    );
+    // The hwrng core now has the virtio source.
+    assert!(ssh("cat /sys/class/misc/hw_random/rng_available").contains("virtio_rng"));
+}
