@@ -641,6 +641,10 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("shutdown-tasks", include_str!("scripts/shutdown-tasks.sh")),
         ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
         ("grow-root", include_str!("scripts/grow-root.sh")),
+        (
+            "watchdog-feeder",
+            include_str!("scripts/watchdog-feeder.sh"),
+        ),
     ] {
         let text = render(tpl, &vars).map_err(BuildError::Internal)?;
         files.insert(
