@@ -20,17 +20,21 @@
 set -u
 pending=/pideploy/var/pending
 limit=900
+open=60
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         pideploy.trial_limit=*) limit=${arg#pideploy.trial_limit=} ;;
+        watchdog.open_timeout=*) open=${arg#watchdog.open_timeout=} ;;
     esac
 done
 case "$limit" in ''|*[!0-9]*) limit=900 ;; esac
+case "$open" in ''|*[!0-9]*) open=60 ;; esac
 
 dev=/dev/watchdog
 i=0
-# The driver may still be probing when stage 2 starts.
-while [ ! -c "$dev" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+# The driver may be a module that the boot tasks' coldplug loads after stage 2 has started; the
+# kernel keeps the watchdog alive for the open timeout, so wait that long for the device.
+while [ ! -c "$dev" ] && [ $i -lt $((open * 10)) ]; do usleep 100000; i=$((i + 1)); done
 if [ ! -c "$dev" ]; then
     echo "pideploy: warning: the firmware armed a watchdog but there is no $dev; this trial resets when the kernel stops kicking it"
     exit 1
