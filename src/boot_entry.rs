@@ -102,6 +102,32 @@ pub fn config_txt(
     s
 }
 
+/// Seconds a generation on trial has to open the hardware watchdog: `tryboot.txt` (never
+/// `config.txt`) carries `kernel_watchdog_timeout` with it. The Pi firmware then starts the
+/// watchdog before the kernel and passes `watchdog.open_timeout=` on to Linux, which keeps it
+/// alive until the OS opens `/dev/watchdog` (stage 2's `watchdog-feeder` does, and kicks it until
+/// the trial is confirmed or reverted); a trial that hangs before (a root that never appears) or
+/// after is reset, and a reset boots `config.txt`, the committed generation
+/// (https://www.raspberrypi.com/documentation/computers/config_txt.html#kernel_watchdog_timeout,
+/// https://www.raspberrypi.com/documentation/computers/raspberry-pi.html#fail-safe-os-updates-tryboot).
+/// A Pi 5 reaches stage 2 in seconds; 60 leaves room for slow USB disks. The agent's
+/// `write_config` writes the same number.
+pub const TRIAL_WATCHDOG_SECS: u32 = 60;
+
+/// `tryboot.txt` putting generation N on trial: its [`config_txt`] plus the hardware watchdog
+/// (`watchdog_secs`, [`TRIAL_WATCHDOG_SECS`] when written by the agent).
+pub fn tryboot_txt(
+    body: &str,
+    generation: u32,
+    hostname: &str,
+    kernel_file: &str,
+    has_initrd: bool,
+    watchdog_secs: u32,
+) -> String {
+    config_txt(body, generation, hostname, kernel_file, has_initrd)
+        + &format!("kernel_watchdog_timeout={watchdog_secs}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +179,23 @@ mod tests {
         );
         assert!(
             config_txt("", 1, "pi", "vmlinuz", true).contains("initramfs initrd.img followkernel")
+        );
+    }
+
+    #[test]
+    fn only_a_trial_has_the_watchdog() {
+        assert!(!config_txt("", 2, "pi", "vmlinuz", true).contains("watchdog"));
+        assert!(tryboot_txt("", 2, "pi", "vmlinuz", true, 60).ends_with(
+            "os_prefix=gen-2/\nkernel=vmlinuz\ninitramfs initrd.img followkernel\nkernel_watchdog_timeout=60\n"
+        ));
+    }
+
+    #[test]
+    fn the_agent_writes_the_same_watchdog_timeout() {
+        let agent = include_str!("deploy/scripts/target.sh");
+        assert!(
+            agent.contains(&format!("kernel_watchdog_timeout={TRIAL_WATCHDOG_SECS}")),
+            "target.sh's write_config and TRIAL_WATCHDOG_SECS differ"
         );
     }
 }

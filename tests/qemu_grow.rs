@@ -268,7 +268,7 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let stock = fs::read_to_string(repo().join("boards/qemu-aarch64.toml")).unwrap();
     let wanted =
-        "base_packages = [\"busybox-static\", \"dropbear-bin\", \"e2fsprogs\", \"perl-base\"]";
+        "base_packages = [\"busybox-static\", \"dosfstools\", \"dropbear-bin\", \"e2fsprogs\", \"perl-base\"]";
     assert!(
         stock.contains(wanted),
         "boards/qemu-aarch64.toml no longer has the base_packages line this test rewrites"
@@ -278,7 +278,7 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
         &board,
         stock.replace(
             wanted,
-            "base_packages = [\"busybox-static\", \"dropbear-bin\", \"perl-base\"]",
+            "base_packages = [\"busybox-static\", \"dosfstools\", \"dropbear-bin\", \"perl-base\"]",
         ),
     )
     .unwrap();

@@ -262,7 +262,8 @@ fn check_image(s: &Setup, img: &Path, gpt: bool) -> String {
         words.contains(&root_arg.as_str()),
         "{cmdline} lacks {root_arg}"
     );
-    assert!(words.contains(&"rootwait"), "{cmdline}");
+    // Bounded: a root that never appears panics (and panic=10 restarts) instead of hanging.
+    assert!(words.contains(&"rootwait=60"), "{cmdline}");
     assert!(words.contains(&"console=serial0,115200"), "{cmdline}");
     let init = words
         .iter()

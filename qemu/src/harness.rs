@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::boot_source::{BootSource, BootSourceError};
 use crate::firmware::{self, BootSelection, FirmwareError, FirmwareInput, Model};
-use crate::runner::{QemuError, Vm, VmConfig};
+use crate::runner::{FirmwareWatchdog, QemuError, Vm, VmConfig};
 
 /// How the harness runs.
 #[derive(Debug, Clone)]
@@ -119,6 +119,11 @@ pub enum GuestEnd {
         /// What QEMU printed on stderr.
         stderr: String,
     },
+    /// The hardware watchdog the firmware armed (`kernel_watchdog_timeout`) reset the guest: it
+    /// had not opened `/dev/watchdog` within the open timeout, or stopped kicking it after.
+    /// QEMU's i6300esb reset under `-no-reboot` ends QEMU without a kernel message; the harness
+    /// tells it apart from a silent crash by the selected config.
+    WatchdogReset,
     /// The hard timeout ran out and the VM was killed.
     TimedOut,
 }
@@ -146,6 +151,7 @@ impl GuestEnd {
                 | GuestEnd::Panic { .. }
                 | GuestEnd::Killed { .. }
                 | GuestEnd::Crash
+                | GuestEnd::WatchdogReset
         )
     }
 
@@ -181,6 +187,10 @@ impl std::fmt::Display for GuestEnd {
             GuestEnd::QemuFailed { status, stderr } => {
                 write!(f, "QEMU failed ({status}); QEMU said: {stderr}")
             }
+            GuestEnd::WatchdogReset => write!(
+                f,
+                "the hardware watchdog reset the guest (armed by kernel_watchdog_timeout)"
+            ),
             GuestEnd::TimedOut => write!(f, "timed out; the VM was killed"),
         }
     }
@@ -408,6 +418,7 @@ impl Harness {
             None => None,
         };
 
+        let watchdog = firmware_watchdog(&mut selection);
         let append = self.qemu_cmdline(&mut selection);
         let serial_log = dir.join("serial.log");
         let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -422,6 +433,7 @@ impl Harness {
             serial_log: serial_log.clone(),
             timeout: remaining,
             extra_devices: self.opts.extra_devices.clone(),
+            watchdog,
         };
         let vm = Vm::start(&cfg).map_err(|source| HarnessError::Qemu { boot, source })?;
         self.pending = Some(Pending {
@@ -439,6 +451,15 @@ impl Harness {
         let pending = self.pending.take().ok_or(HarnessError::NoBootInProgress)?;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let (status, exit) = match vm.wait_exit(remaining) {
+            Ok(status) if vm.watchdog_reset() => (Some(status), GuestEnd::WatchdogReset),
+            // An i6300esb reset ends QEMU (status 0) with no kernel message.
+            Ok(status)
+                if pending.selection.settings.contains_key(WATCHDOG_SETTING)
+                    && guest_end(&vm.serial_log()) == GuestEnd::Crash
+                    && status.success() =>
+            {
+                (Some(status), GuestEnd::WatchdogReset)
+            }
             Ok(status) => (
                 Some(status),
                 classify_end(status, &vm.serial_log(), &vm.qemu_stderr()),
@@ -482,7 +503,8 @@ impl Harness {
                 GuestEnd::Restart { .. }
                 | GuestEnd::Panic { .. }
                 | GuestEnd::Killed { .. }
-                | GuestEnd::Crash => continue,
+                | GuestEnd::Crash
+                | GuestEnd::WatchdogReset => continue,
             }
         };
         Ok(Outcome {
@@ -516,6 +538,36 @@ impl Harness {
     pub fn scratch_dir(&self) -> &Path {
         &self.scratch
     }
+}
+
+/// The config.txt property that arms the Pi's hardware watchdog before the kernel.
+const WATCHDOG_SETTING: &str = "kernel_watchdog_timeout";
+
+/// The firmware's side of `kernel_watchdog_timeout=N` (N > 0): it starts the hardware watchdog and
+/// passes `watchdog.open_timeout=N` to the kernel on its command line
+/// (https://www.raspberrypi.com/documentation/computers/config_txt.html#kernel_watchdog_timeout).
+fn firmware_watchdog(selection: &mut BootSelection) -> Option<FirmwareWatchdog> {
+    let value = selection.settings.get(WATCHDOG_SETTING)?;
+    let secs = match value.parse::<u64>() {
+        Ok(0) => return None,
+        Ok(secs) => secs,
+        Err(_) => {
+            selection.notes.push(format!(
+                "`{WATCHDOG_SETTING}={value}` is not a number of seconds; no watchdog"
+            ));
+            return None;
+        }
+    };
+    selection.cmdline = format!(
+        "{} watchdog.open_timeout={secs}",
+        selection.cmdline.trim_end()
+    );
+    selection.notes.push(format!(
+        "{WATCHDOG_SETTING}={secs}: the hardware watchdog runs; `watchdog.open_timeout={secs}` added to the command line"
+    ));
+    Some(FirmwareWatchdog {
+        open_timeout: Duration::from_secs(secs),
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), HarnessError> {
@@ -599,6 +651,36 @@ mod tests {
         assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
         assert_eq!(last_lines("a", 5), "a");
         assert_eq!(last_lines("", 5), "");
+    }
+
+    #[rstest]
+    #[case::armed(Some("20"), Some(20), " watchdog.open_timeout=20")]
+    #[case::zero_is_off(Some("0"), None, "")]
+    #[case::not_a_number(Some("soon"), None, "")]
+    #[case::unset(None, None, "")]
+    fn kernel_watchdog_timeout_arms_and_tells_the_kernel(
+        #[case] value: Option<&str>,
+        #[case] armed: Option<u64>,
+        #[case] appended: &str,
+    ) {
+        let mut sel = BootSelection {
+            config_file: "tryboot.txt".into(),
+            os_prefix: String::new(),
+            kernel: "k".into(),
+            initramfs: None,
+            extra_initramfs: vec![],
+            cmdline_file: "cmdline.txt".into(),
+            cmdline: "root=/dev/vda2".into(),
+            device_tree: None,
+            settings: value
+                .map(|v| (WATCHDOG_SETTING.to_string(), v.to_string()))
+                .into_iter()
+                .collect(),
+            notes: vec![],
+        };
+        let got = firmware_watchdog(&mut sel).map(|w| w.open_timeout.as_secs());
+        assert_eq!(got, armed);
+        assert_eq!(sel.cmdline, format!("root=/dev/vda2{appended}"));
     }
 
     #[test]

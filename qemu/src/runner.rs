@@ -47,6 +47,30 @@ pub struct VmConfig {
     /// More `-device` specs (e.g. `virtio-rng-pci`), added after the disk and network. None may need
     /// an option ROM: nothing provides one (give `romfile=` for devices that would load one).
     pub extra_devices: Vec<String>,
+    /// The hardware watchdog the Pi firmware arms before the kernel (`kernel_watchdog_timeout`):
+    /// see [`FirmwareWatchdog`].
+    pub watchdog: Option<FirmwareWatchdog>,
+}
+
+/// What the line a guest prints once it holds `/dev/watchdog` starts with (the generation's
+/// `watchdog-feeder`, src/closure/scripts/watchdog-feeder.sh, prints it after opening the device).
+pub const WATCHDOG_OPENED_MARKER: &str = "pideploy: watchdog: opened /dev/watchdog";
+
+/// The Pi firmware's `kernel_watchdog_timeout=N`: the hardware watchdog runs from before the
+/// kernel, Linux keeps it alive for `watchdog.open_timeout=N` seconds, and unless the OS has
+/// opened `/dev/watchdog` (and then keeps kicking it) by then, the Pi resets
+/// (https://www.raspberrypi.com/documentation/computers/config_txt.html#kernel_watchdog_timeout).
+///
+/// QEMU cannot arm a watchdog before the guest runs, so the VM gets QEMU's PCI `i6300esb`
+/// watchdog (reset action; under `-no-reboot` a reset ends QEMU, which the harness treats as the
+/// power cycle it is) for the part after the hand-over, which is then real: a guest that stops
+/// kicking it is reset by QEMU. The part before it (firmware to the OS's first open) is kept by
+/// the VM itself: when [`WATCHDOG_OPENED_MARKER`] has not appeared on the console `open_timeout`
+/// after QEMU started, QEMU is killed as the reset would have ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirmwareWatchdog {
+    /// `kernel_watchdog_timeout`, the time the OS has to open the watchdog.
+    pub open_timeout: Duration,
 }
 
 impl VmConfig {
@@ -63,6 +87,7 @@ impl VmConfig {
             serial_log,
             timeout: Duration::from_secs(60),
             extra_devices: Vec::new(),
+            watchdog: None,
         }
     }
 
@@ -113,6 +138,15 @@ impl VmConfig {
         ]);
         for d in &self.extra_devices {
             args.extend(["-device".into(), d.clone()]);
+        }
+        if self.watchdog.is_some() {
+            // `-action watchdog=reset` is QEMU's default, spelled out: the Pi's watchdog resets.
+            args.extend([
+                "-device".into(),
+                "i6300esb".into(),
+                "-action".into(),
+                "watchdog=reset".into(),
+            ]);
         }
         args
     }
@@ -206,6 +240,9 @@ pub struct Vm {
     started: Instant,
     exit: Option<ExitStatus>,
     failure_markers: Vec<String>,
+    /// When the firmware's watchdog resets a guest that has not opened it (see [`FirmwareWatchdog`]).
+    watchdog_deadline: Option<Instant>,
+    watchdog_reset: bool,
 }
 
 fn qemu_bin() -> String {
@@ -254,6 +291,8 @@ impl Vm {
             deadline: started + cfg.timeout,
             started,
             exit: None,
+            watchdog_deadline: cfg.watchdog.map(|w| started + w.open_timeout),
+            watchdog_reset: false,
             failure_markers: DEFAULT_FAILURE_MARKERS
                 .iter()
                 .map(|s| s.to_string())
@@ -374,9 +413,25 @@ impl Vm {
         self.exit
     }
 
+    /// Whether the emulated firmware watchdog reset (ended) the guest because it never opened
+    /// `/dev/watchdog` in time.
+    pub fn watchdog_reset(&self) -> bool {
+        self.watchdog_reset
+    }
+
     fn poll_exit(&mut self) -> Result<Option<ExitStatus>, QemuError> {
         if let Some(status) = self.exit {
             return Ok(Some(status));
+        }
+        if let Some(deadline) = self.watchdog_deadline {
+            if self.serial_log().contains(WATCHDOG_OPENED_MARKER) {
+                // Handed over: from now on QEMU's i6300esb resets a guest that stops kicking it.
+                self.watchdog_deadline = None;
+            } else if Instant::now() >= deadline {
+                self.kill();
+                self.watchdog_reset = true;
+                return Ok(self.exit);
+            }
         }
         let status = self.child.try_wait().map_err(|source| QemuError::Wait {
             pid: self.child.id(),
@@ -444,6 +499,14 @@ mod tests {
             .args()
             .join(" ")
             .ends_with("romfile= -device virtio-rng-pci -device usb-tablet"));
+        assert!(!args.contains("i6300esb"));
+        cfg.watchdog = Some(FirmwareWatchdog {
+            open_timeout: Duration::from_secs(5),
+        });
+        assert!(cfg
+            .args()
+            .join(" ")
+            .ends_with("-device i6300esb -action watchdog=reset"));
     }
 
     #[test]

@@ -734,6 +734,10 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("grow-root", include_str!("scripts/grow-root.sh")),
         ("load-modules", include_str!("scripts/load-modules.sh")),
         ("hotplug", include_str!("scripts/hotplug.sh")),
+        (
+            "watchdog-feeder",
+            include_str!("scripts/watchdog-feeder.sh"),
+        ),
     ] {
         let text = render(tpl, &vars).map_err(BuildError::Internal)?;
         files.insert(

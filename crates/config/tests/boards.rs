@@ -43,7 +43,7 @@ fn rpi5_loads() {
             "console=tty1",
             "console=serial0,115200",
             "rootfstype=ext4",
-            "rootwait",
+            "rootwait=60",
             "panic=10",
             "pideploy.fail=reboot"
         ]
@@ -103,12 +103,19 @@ fn qemu_board_loads() {
             "vfat",
             "nls_cp437",
             "nls_ascii",
-            "nls_utf8"
+            "nls_utf8",
+            "i6300esb"
         ]
     );
     assert_eq!(
         board.base_packages,
-        ["busybox-static", "dropbear-bin", "e2fsprogs", "perl-base"]
+        [
+            "busybox-static",
+            "dosfstools",
+            "dropbear-bin",
+            "e2fsprogs",
+            "perl-base"
+        ]
     );
     let qemu = board.qemu.as_ref().unwrap();
     assert_eq!(

@@ -29,6 +29,24 @@ bootdev=
 for p in "$(dirname "$part")"/*/partition; do
     [ "$(cat "$p" 2>/dev/null)" = 1 ] && bootdev=/dev/$(basename "$(dirname "$p")")
 done
+# The boot FAT is checked and repaired before it is mounted writable: a power cut while a deploy
+# wrote a boot entry leaves lost clusters or a dirty bit that the kernel's vfat neither repairs nor
+# clears, and a later write could spread the damage (busybox init runs no fsck, so the kernel's
+# fsck.repair= would do nothing). fsck.fat exits 0 when it found nothing, 1 when it found (and
+# with -a repaired) errors, 2 on a usage error (dosfstools' fsck.fat(8), EXIT STATUS).
+fsck_boot() {
+    out=$(fsck.fat -a "$1" 2>&1)
+    rc=$?
+    # Its first line is the version and its last the summary; what is between are the findings
+    # (without -a's "Auto-correcting." and "*** Filesystem was changed ***" chatter).
+    found=$(echo "$out" | sed '1d;$d;s/^ *//;/^Auto-correcting/d;/^\*\*\*/d;/^Writing changes/d;/^Performing changes/d' | tr '\n' ' ' | sed 's/ *$//')
+    case "$rc" in
+        0) echo "pideploy: boot FAT on $1 checked: clean" ;;
+        1) echo "pideploy: boot FAT on $1 repaired by fsck.fat -a: $found" ;;
+        *) echo "pideploy: warning: fsck.fat -a $1 failed (exit $rc): $(echo "$out" | tail -n1); mounting it unrepaired" ;;
+    esac
+}
+[ -z "$bootdev" ] || fsck_boot "$bootdev"
 if [ -n "$bootdev" ] && mount -t vfat -o rw,noatime "$bootdev" /boot/firmware; then
     echo "pideploy: boot partition $bootdev on /boot/firmware"
 else

@@ -47,6 +47,11 @@ $bb mount -o remount,rw / || fail "remount / read-write"
 $bb mkdir -p /run/busybox
 $bb --install -s /run/busybox
 export PATH=/run/wrappers/bin:/run/current-system/sw/sbin:/run/current-system/sw/bin:/run/current-system/sw/usr/sbin:/run/current-system/sw/usr/bin:/run/busybox
+# The firmware armed the hardware watchdog (tryboot.txt's kernel_watchdog_timeout, which it passes
+# on as watchdog.open_timeout=): kick it from here until the trial is settled.
+case " $($bb cat /proc/cmdline) " in
+    *" watchdog.open_timeout="*) "$sys/watchdog-feeder" & ;;
+esac
 $bb ln -sfn "$sys" /run/booted-system
 $bb ln -sfn "$sys" /run/current-system
 echo "pideploy: activating $sys"

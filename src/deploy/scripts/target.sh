@@ -57,6 +57,8 @@ write_config() { # N TOPLEVEL FILE
         cat "$root$2/boot/config.txt"
         printf '\n[all]\nos_prefix=gen-%s/\nkernel=%s\n' "$1" "$kf"
         if grep -q '^initrd.img ' "$root$2/boot/entry"; then echo "initramfs initrd.img followkernel"; fi
+        # A trial runs under the hardware watchdog (src/boot_entry.rs, TRIAL_WATCHDOG_SECS).
+        if [ "$3" = tryboot.txt ]; then echo "kernel_watchdog_timeout=60"; fi
     } > "$boot/$3.tmp"
     sync
     mv -f "$boot/$3.tmp" "$boot/$3"
