@@ -143,9 +143,9 @@ lock() { # WHO
 # var/pending holds "key value" lines.
 pending_get() { sed -n "s/^$1 //p" "$P/var/pending" 2>/dev/null | head -n1; }
 
-pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER SECRETS
-    printf 'generation %s\nkind %s\ntop %s\nprevious %s\nrootarg %s\ntimeout %s\ndeployer %s\nagent %s\nsecrets %s\n' \
-        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$self" "$8" > "$P/var/.pending.tmp"
+pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER SECRETS KEEP
+    printf 'generation %s\nkind %s\ntop %s\nprevious %s\nrootarg %s\ntimeout %s\ndeployer %s\nagent %s\nsecrets %s\nkeep %s\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$self" "$8" "${9:-0}" > "$P/var/.pending.tmp"
     sync
     mv -f "$P/var/.pending.tmp" "$P/var/pending"
     sync
