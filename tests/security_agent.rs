@@ -522,8 +522,9 @@ fn generations_to_keep_after_each_switch_and_gc_spares_a_tryboot_trial() {
     }
     assert_eq!(fs::read_to_string(env.p("etc/gen")).unwrap(), "4\n");
 
-    // Item 12: generation 5 on tryboot trial (no waiter: the deployer has not rebooted yet);
-    // gc --keep 1 removes 3 and leaves 4 (default, running) and 5 (pending).
+    // Item 12: generation 5 on tryboot trial (no waiter: the deployer has not rebooted yet),
+    // recorded as made long ago; gc --older-than 1s removes 3 and leaves 4 (default, running)
+    // and 5 (pending).
     let c5 = env.config(
         "g5",
         "[[files]]\npath = \"/etc/gen\"\ncontent = \"5\\n\"\n",
@@ -554,9 +555,10 @@ fn generations_to_keep_after_each_switch_and_gc_spares_a_tryboot_trial() {
     let out = run(Command::new(&argv[0]).args(&argv[1..]));
     assert_eq!(text(&out.stdout).trim(), "generation 5");
     assert!(env.p("pideploy/var/pending").exists());
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let out = run(env
         .pd()
-        .args(["gc", "--keep", "1", "--target", &env.target()]));
+        .args(["gc", "--older-than", "1s", "--target", &env.target()]));
     let stdout = text(&out.stdout);
     let gone: Vec<&str> = stdout
         .lines()
