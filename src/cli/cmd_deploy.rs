@@ -222,6 +222,14 @@ pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
     if outcome.secrets > 0 {
         ui.info(format!("wrote {} secrets", outcome.secrets));
     }
+    if !outcome.pruned.is_empty() {
+        let list: Vec<String> = outcome.pruned.iter().map(u32::to_string).collect();
+        ui.info(format!(
+            "{who}: removed generation(s) {} (generations_to_keep = {})",
+            list.join(", "),
+            loaded.config.generations_to_keep
+        ));
+    }
     let took = fmt_secs(started.elapsed());
     match outcome.activation {
         Activation::Generation(n) | Activation::Pending(n) => ui.info(format!(

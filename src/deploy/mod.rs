@@ -398,6 +398,11 @@ pub struct SwitchRequest<'a> {
     pub message: &'a str,
     /// `root=` for the boot entry's command line (from the target's current entry).
     pub rootarg: &'a str,
+    /// `generations_to_keep`: once the new generation is the default, older ones beyond the newest
+    /// this many go (never the default, running or pending one); 0 keeps all.
+    pub keep: u32,
+    /// The new generation's secret set ([`secrets::bundle`]); `None` leaves secrets as they are.
+    pub secrets: Option<&'a [u8]>,
 }
 
 /// Runs the agent's switch step without magic rollback.
@@ -418,6 +423,25 @@ pub fn activate_with(
     mode: &str,
     confirm_secs: u64,
 ) -> Result<Activation, DeployError> {
+    Ok(switch_with(t, a, r, mode, confirm_secs)?.0)
+}
+
+/// Generation numbers an agent answer reports as removed (`removed-generation N` lines).
+pub fn removed_generations(answer: &str) -> Vec<u32> {
+    answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("removed-generation ")?.trim().parse().ok())
+        .collect()
+}
+
+/// [`activate_with`], also returning the generations `generations_to_keep` removed.
+pub fn switch_with(
+    t: &mut dyn Transport,
+    a: &AgentCall,
+    r: &SwitchRequest,
+    mode: &str,
+    confirm_secs: u64,
+) -> Result<(Activation, Vec<u32>), DeployError> {
     let args = [
         mode.to_string(),
         r.toplevel.absolute(),
@@ -426,8 +450,12 @@ pub fn activate_with(
         r.message.replace(['"', '\\', '\n'], " "),
         r.rootarg.to_string(),
         confirm_secs.to_string(),
+        r.keep.to_string(),
+        if r.secrets.is_some() { "1" } else { "0" }.to_string(),
     ];
-    let out = call(t, a, "activating", "switch", &args, &mut io::empty())?;
+    let mut stdin = r.secrets.unwrap_or_default();
+    let out = call(t, a, "activating", "switch", &args, &mut stdin)?;
+    let pruned = removed_generations(&out);
     let last = out.lines().last().unwrap_or("");
     let number = |s: &str| -> Result<u32, DeployError> {
         s.trim()
@@ -435,13 +463,13 @@ pub fn activate_with(
             .map_err(|_| DeployError::Local(format!("agent said {last:?}")))
     };
     if let Some(n) = last.strip_prefix("generation ") {
-        Ok(Activation::Generation(number(n)?))
+        Ok((Activation::Generation(number(n)?), pruned))
     } else if let Some(n) = last.strip_prefix("pending ") {
-        Ok(Activation::Pending(number(n)?))
+        Ok((Activation::Pending(number(n)?), pruned))
     } else if last.starts_with("unchanged") {
-        Ok(Activation::Unchanged)
+        Ok((Activation::Unchanged, pruned))
     } else if last == "tested" {
-        Ok(Activation::Tested)
+        Ok((Activation::Tested, pruned))
     } else {
         Err(DeployError::Agent {
             step: "activating",

@@ -1,4 +1,5 @@
-//! One deploy to one target, start to finish: ask, copy, write secrets, activate, then confirm
+//! One deploy to one target, start to finish: ask, copy, activate with the new secret set (under
+//! the target's deploy lock), then confirm
 //! over a new connection (magic rollback) or boot the new entry once through tryboot and commit it.
 //! Progress goes out as [`Event`]s; nothing here prints.
 
@@ -10,7 +11,7 @@ use pideploy_store::{LocalStore, StorePath};
 use pideploy_transport::{shell_join, Transport};
 
 use super::{
-    activate_with, call, copy_with_progress, describe, describe_local, query, secrets, Activation,
+    call, copy_with_progress, describe, describe_local, query, secrets, switch_with, Activation,
     AgentCall, CopyReport, DeployError, Mode, SwitchRequest, TargetState,
 };
 
@@ -100,8 +101,10 @@ pub struct Outcome {
     pub activation: Activation,
     /// The copy.
     pub copy: CopyReport,
-    /// Secrets written.
+    /// Secrets in the new generation's set (put in place unless the deploy was reverted).
     pub secrets: usize,
+    /// Generations removed to honour `generations_to_keep`.
+    pub pruned: Vec<u32>,
     /// Whether the target rebooted into the new generation.
     pub rebooted: bool,
 }
@@ -130,7 +133,7 @@ pub fn health(t: &mut dyn Transport, a: &AgentCall, h: &Health) -> Result<(), De
     Ok(())
 }
 
-/// Answer of the agent's `confirm`.
+/// Answer of the agent's `confirm` (its last line is the outcome).
 fn confirm(
     t: &mut dyn Transport,
     a: &AgentCall,
@@ -145,7 +148,7 @@ fn confirm(
         &[n.to_string(), verdict.to_string()],
         &mut io::empty(),
     )?;
-    Ok(out.lines().last().unwrap_or("").to_string())
+    Ok(out)
 }
 
 /// Whether the new toplevel boots differently from the target's default generation.
@@ -221,8 +224,8 @@ pub fn deploy(
         &mut |s, n| on(Event::Sending { sent: s, total: n }),
     )?;
     on(Event::Copied(report.clone()));
-    // Secrets first: services the activation starts find them in place.
-    let secrets = secrets::send(t.as_mut(), a, job.config)?;
+    // The secret set travels with the switch, which puts it in place under the lock.
+    let (bundle, secrets) = secrets::bundle(job.config)?;
 
     // A live Pi (not a directory root) whose boot entry changes boots it once before committing it.
     let live = state.boot_id.is_some();
@@ -241,6 +244,8 @@ pub fn deploy(
         time: job.time,
         message: job.message,
         rootarg: &rootarg,
+        keep: job.config.generations_to_keep,
+        secrets: Some(&bundle),
     };
     // Magic rollback guards live activations (`boot` activates nothing; a plain `--reboot`
     // commits first). With tryboot the target's boot-time waiter uses the same timeout.
@@ -249,11 +254,12 @@ pub fn deploy(
     } else {
         magic
     };
-    let activation = activate_with(t.as_mut(), a, &request, mode, confirm_secs)?;
+    let (activation, pruned) = switch_with(t.as_mut(), a, &request, mode, confirm_secs)?;
     let mut outcome = Outcome {
         activation: activation.clone(),
         copy: report,
         secrets,
+        pruned,
         rebooted: false,
     };
     let n = match activation {
@@ -281,7 +287,7 @@ pub fn deploy(
             });
         }
         if tryboot {
-            finish(t2.as_mut(), c, a, job, n)?;
+            outcome.pruned = finish(t2.as_mut(), c, a, job, n)?;
         } else {
             health(t2.as_mut(), a, &job.config.health)?;
         }
@@ -303,7 +309,7 @@ pub fn deploy(
             })
         }
     };
-    finish(t2.as_mut(), c, a, job, n)?;
+    outcome.pruned = finish(t2.as_mut(), c, a, job, n)?;
     outcome.activation = match job.mode {
         Mode::Test => Activation::Tested,
         _ => Activation::Generation(n),
@@ -311,16 +317,20 @@ pub fn deploy(
     Ok(outcome)
 }
 
-/// Health checks, then commit (or revert when they fail) generation N on the target.
+/// Health checks, then commit (or revert when they fail) generation N on the target; returns
+/// the generations the commit removed for `generations_to_keep`.
 fn finish(
     t: &mut dyn Transport,
     c: &dyn Connect,
     a: &AgentCall,
     job: &Job,
     n: u32,
-) -> Result<(), DeployError> {
+) -> Result<Vec<u32>, DeployError> {
+    let last = |s: String| s.lines().last().unwrap_or("").to_string();
     if let Err(e) = health(t, a, &job.config.health) {
-        let answer = confirm(t, a, n, "revert").unwrap_or_else(|e2| e2.to_string());
+        let answer = confirm(t, a, n, "revert")
+            .map(last)
+            .unwrap_or_else(|e2| e2.to_string());
         return Err(DeployError::Unhealthy {
             target: c.describe(),
             generation: n,
@@ -328,9 +338,10 @@ fn finish(
             answer,
         });
     }
-    let answer = confirm(t, a, n, "commit")?;
+    let out = confirm(t, a, n, "commit")?;
+    let answer = last(out.clone());
     if answer.starts_with("committed") {
-        Ok(())
+        Ok(super::removed_generations(&out))
     } else {
         Err(DeployError::Agent {
             step: "confirming",

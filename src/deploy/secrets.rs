@@ -1,20 +1,15 @@
-//! Secrets from the config: read locally, sent over the deploy's connection on stdin (never in argv,
-//! logs, the store or an image), written on the target with their owner and mode via temp + rename.
+//! Secrets from the config: read locally and sent as one set per generation, over the deploy's
+//! connection on the switch step's stdin (never in argv, logs, the store or an image). The agent
+//! keeps each generation's set root-only under `/var/lib/pideploy/secrets/N/` and puts the set of
+//! the generation being activated in place (see `scripts/target.sh`, "Secrets"): a revert puts
+//! the previous set back, a secret dropped from the config is removed, gc drops sets of removed
+//! generations.
 
 use std::collections::BTreeMap;
-use std::io;
 
 use pideploy_config::HostConfig;
-use pideploy_transport::Transport;
 
-use super::{AgentCall, DeployError};
-
-/// Writes stdin to ROOT+PATH: created 0600 under umask 077, owned and moded, then renamed.
-const WRITE_SECRET: &str = r#"umask 077
-f=$1$2
-mkdir -p "${f%/*}"
-t=$f.pideploy-tmp.$$
-cat > "$t" && chown "$4:$5" "$t" && chmod "$3" "$t" && mv -f "$t" "$f" || { rm -f "$t"; exit 1; }"#;
+use super::DeployError;
 
 /// uid/gid for an owner or group name of the config (root, a configured user, its primary group).
 fn ids(config: &HostConfig) -> BTreeMap<String, u32> {
@@ -25,19 +20,25 @@ fn ids(config: &HostConfig) -> BTreeMap<String, u32> {
     m
 }
 
-/// Sends every secret of the config; returns how many were written.
-pub fn send(
-    t: &mut dyn Transport,
-    a: &AgentCall,
-    config: &HostConfig,
-) -> Result<usize, DeployError> {
+/// The config's secret set as the agent's `switch` reads it: a tar holding `list` (one
+/// `INDEX MODE UID GID TARGET` line per secret) and the contents as files `0`, `1`, ... (root,
+/// 0400). Returns the tar and how many secrets it holds.
+pub fn bundle(config: &HostConfig) -> Result<(Vec<u8>, usize), DeployError> {
     let ids = ids(config);
-    let root = if a.root == "/" {
-        String::new()
-    } else {
-        a.root.trim_end_matches('/').to_string()
+    let mut list = String::new();
+    let mut tar = tar::Builder::new(Vec::new());
+    let add = |tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mode(0o400);
+        h.set_mtime(1);
+        h.set_size(data.len() as u64);
+        tar.append_data(&mut h, name, data)
+            .map_err(|e| DeployError::Local(format!("packing the secrets: {e}")))
     };
-    for s in &config.secrets {
+    for (i, s) in config.secrets.iter().enumerate() {
         let id = |name: &str, what: &str| {
             ids.get(name).copied().ok_or_else(|| {
                 DeployError::Local(format!(
@@ -47,33 +48,21 @@ pub fn send(
             })
         };
         let (uid, gid) = (id(&s.owner, "owner")?, id(&s.group, "group")?);
+        if s.target.contains(['\n', '\r']) || s.target.trim() != s.target {
+            return Err(DeployError::Local(format!(
+                "secret {:?}: the target path has a line break or surrounding spaces; remove them",
+                s.target
+            )));
+        }
         let data = std::fs::read(&s.source).map_err(|e| {
             DeployError::Local(format!("reading secret source {}: {e}", s.source.display()))
         })?;
-        let mut argv = a.sudo_prefix();
-        argv.extend(["sh", "-c", WRITE_SECRET, "pideploy-secret"].map(String::from));
-        argv.extend([
-            root.clone(),
-            s.target.clone(),
-            s.mode.clone(),
-            uid.to_string(),
-            gid.to_string(),
-        ]);
-        let mut err = Vec::new();
-        let code = t.exec(
-            &argv,
-            &mut a.stdin(&mut io::Cursor::new(data)),
-            &mut io::sink(),
-            &mut err,
-        )?;
-        if code != 0 {
-            return Err(DeployError::Agent {
-                step: "writing secrets",
-                target: t.describe(),
-                message: format!("{}: {}", s.target, String::from_utf8_lossy(&err).trim()),
-                output: String::new(),
-            });
-        }
+        add(&mut tar, &i.to_string(), &data)?;
+        list += &format!("{i} {} {uid} {gid} {}\n", s.mode, s.target);
     }
-    Ok(config.secrets.len())
+    add(&mut tar, "list", list.as_bytes())?;
+    let out = tar
+        .into_inner()
+        .map_err(|e| DeployError::Local(format!("packing the secrets: {e}")))?;
+    Ok((out, config.secrets.len()))
 }

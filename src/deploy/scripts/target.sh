@@ -67,50 +67,295 @@ write_config() { # N TOPLEVEL FILE
 
 bootid() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo none; }
 
-# The deployer's lock: mkdir is atomic. `holder` says who holds it (line 1, for people) and which
-# process in which boot (line 2): a holder that is gone, or from an earlier boot, is stale.
-lock() {
-    mkdir -p "$P/var"
-    if ! mkdir "$P/var/lock" 2>/dev/null; then
-        who=$(head -n1 "$P/var/lock/holder" 2>/dev/null || echo unknown)
-        if lock_alive; then
-            echo "pideploy-agent: locked by $who" >&2
-            exit 75
-        fi
-        rm -rf "$P/var/lock"
-        mkdir "$P/var/lock" || die "locked by $who"
-    fi
-    printf '%s\npid %s boot %s\n' "$1" "$$" "$(bootid)" > "$P/var/lock/holder"
-    trap 'rm -rf "$P/var/lock"' EXIT
+# The deployer's lock: the directory var/lock, whose `holder` says who holds it (line 1, for
+# people), which process in which boot (line 2: a holder that is gone, or from an earlier boot, is
+# stale) and a token no other holder ever has (line 3). Taking a free lock is one rename of a
+# complete directory (it fails while var/lock exists and is not empty); taking a stale one is one
+# rename of its holder file to a name of our own: of several takers exactly one can move that
+# file, and it checks that what it moved is the stale holder it judged (by the token) before
+# writing its own. A lock without a holder is being taken over: it counts as held.
+holder_text() { # WHO PID
+    printf '%s\npid %s boot %s\ntoken %s-%s\n' "$1" "$2" "$(bootid)" \
+        "$(cat /proc/sys/kernel/random/uuid 2>/dev/null || date +%s)" "$$"
 }
 
-lock_alive() {
-    pid=$(sed -n 's/^pid \([0-9]*\) boot .*/\1/p' "$P/var/lock/holder" 2>/dev/null)
-    b=$(sed -n 's/^pid [0-9]* boot //p' "$P/var/lock/holder" 2>/dev/null)
-    # A lock without its second line is being written right now.
+holder_alive() { # HOLDER-TEXT
+    pid=$(printf '%s\n' "$1" | sed -n 's/^pid \([0-9]*\) boot .*/\1/p')
+    b=$(printf '%s\n' "$1" | sed -n 's/^pid [0-9]* boot //p')
     [ -n "$pid" ] || return 0
     [ "$b" = "$(bootid)" ] && kill -0 "$pid" 2>/dev/null
+}
+
+lock_alive() { holder_alive "$(cat "$P/var/lock/holder" 2>/dev/null || true)"; }
+
+# Writes the holder of a lock this process already holds (temp + rename), or takes a free lock
+# with that holder.
+put_holder() { # WHO PID
+    if [ -d "$P/var/lock" ]; then
+        holder_text "$1" "$2" > "$P/var/lock/.holder.$$"
+        mv -f "$P/var/lock/.holder.$$" "$P/var/lock/holder"
+    else
+        rm -rf "$P/var/.lock.$$"; mkdir "$P/var/.lock.$$"
+        holder_text "$1" "$2" > "$P/var/.lock.$$/holder"
+        mv -T "$P/var/.lock.$$" "$P/var/lock" 2>/dev/null || { rm -rf "$P/var/.lock.$$"; die "the deploy lock was taken meanwhile"; }
+    fi
+}
+
+lock() { # WHO
+    mkdir -p "$P/var"
+    new=$P/var/.lock.$$
+    rm -rf "$new"; mkdir "$new"
+    holder_text "$1" "$$" > "$new/holder"
+    tries=0
+    while ! mv -T "$new" "$P/var/lock" 2>/dev/null; do
+        seen=$(cat "$P/var/lock/holder" 2>/dev/null || true)
+        if [ -z "$seen" ]; then
+            # A taker that died between its two renames leaves its claim: give it back.
+            for c in "$P"/var/lock/.claim.*; do
+                [ -f "$c" ] || continue
+                kill -0 "${c##*.claim.}" 2>/dev/null && continue
+                ln "$c" "$P/var/lock/holder" 2>/dev/null || true
+                rm -f "$c"
+            done
+        fi
+        if [ -d "$P/var/lock" ] && holder_alive "$seen"; then
+            rm -rf "$new"
+            echo "pideploy-agent: locked by $(printf '%s\n' "${seen:-someone taking over a stale lock}" | head -n1)" >&2
+            exit 75
+        fi
+        claim=$P/var/lock/.claim.$$
+        if [ -n "$seen" ] && mv "$P/var/lock/holder" "$claim" 2>/dev/null; then
+            if [ "$(cat "$claim")" = "$seen" ]; then
+                mv -f "$new/holder" "$P/var/lock/holder"
+                rm -f "$claim"
+                rm -rf "$new"
+                break
+            fi
+            # Not the stale holder: someone took the lock meanwhile; give it back.
+            ln "$claim" "$P/var/lock/holder" 2>/dev/null || true
+            rm -f "$claim"
+        fi
+        tries=$((tries + 1))
+        [ "$tries" -lt 100 ] || { rm -rf "$new"; die "could not take the deploy lock $P/var/lock; try again"; }
+    done
+    trap 'rm -rf "$P/var/lock"' EXIT
 }
 
 # The pending generation (activated or on tryboot, waiting for the deployer's confirmation):
 # var/pending holds "key value" lines.
 pending_get() { sed -n "s/^$1 //p" "$P/var/pending" 2>/dev/null | head -n1; }
 
-pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER
-    printf 'generation %s\nkind %s\ntop %s\nprevious %s\nrootarg %s\ntimeout %s\ndeployer %s\nagent %s\n' \
-        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$self" > "$P/var/.pending.tmp"
+pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER SECRETS KEEP
+    printf 'generation %s\nkind %s\ntop %s\nprevious %s\nrootarg %s\ntimeout %s\ndeployer %s\nagent %s\nsecrets %s\nkeep %s\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$self" "$8" "${9:-0}" > "$P/var/.pending.tmp"
     sync
     mv -f "$P/var/.pending.tmp" "$P/var/pending"
     sync
+}
+
+# Secrets. Nothing here follows a symlink or trusts a directory a non-root user could change:
+# every directory from ROOT down to a secret's parent must be a real directory (no symlink),
+# owned by root and writable by nobody else (missing ones are created 0755); the file is made by
+# mktemp in that directory, written, chowned and chmoded there, and renamed over the target
+# (rename replaces a symlink or file at the target, never writes through it).
+# Each generation's set lives in $S/N (root-only): `list` ("I MODE UID GID TARGET" lines) and
+# the contents as files 0, 1, ... `installed` names the targets in place, `current` the set.
+S=$root/var/lib/pideploy/secrets
+
+# Whether DIR (a path on the target) and every directory above it up to ROOT are safe; prints
+# the first one that is not, with why. Creates missing ones when CREATE is 1.
+dir_chain() { # DIR CREATE
+    s_p=$root
+    s_rest=${1#/}
+    while [ -n "$s_rest" ]; do
+        s_c=${s_rest%%/*}
+        case "$s_rest" in */*) s_rest=${s_rest#*/} ;; *) s_rest= ;; esac
+        case "$s_c" in ''|.) continue ;; ..) echo "${s_p#"$root"}/.. (a parent reference)"; return 1 ;; esac
+        s_p=$s_p/$s_c
+        if [ ! -e "$s_p" ] && [ ! -L "$s_p" ]; then
+            [ "$2" = 1 ] || { echo "${s_p#"$root"} (missing)"; return 2; }
+            mkdir -m 0755 "$s_p" 2>/dev/null || { echo "${s_p#"$root"} (cannot be created)"; return 1; }
+        fi
+        if [ -L "$s_p" ] || [ ! -d "$s_p" ]; then echo "${s_p#"$root"} (not a directory but $(ls -ldn "$s_p" | cut -c1))"; return 1; fi
+        # shellcheck disable=SC2012
+        ls -ldn "$s_p" | awk '{ exit !($3 == 0 && substr($1, 6, 1) != "w" && substr($1, 9, 1) != "w") }' \
+            || { echo "${s_p#"$root"} (owner uid $(ls -ldn "$s_p" | awk '{ print $3 }'), $(ls -ldn "$s_p" | cut -d' ' -f1))"; return 1; }
+    done
+}
+
+# Dies unless the secret TARGET can be placed safely.
+secret_check() { # TARGET
+    s_why=$(dir_chain "${1%/*}" 1) \
+        || die "secret $1: $s_why is not a root-owned directory only root can write; nothing was changed (put secrets under such a directory, e.g. /etc/secrets)"
+    if [ -d "$root$1" ] && [ ! -L "$root$1" ]; then die "secret $1 is a directory on the target; remove it or choose another path"; fi
+}
+
+secret_put() { # SRC TARGET MODE UID GID
+    secret_check "$2"
+    s_d=$root${2%/*}
+    s_t=$(mktemp "$s_d/.pideploy-secret.XXXXXX") || die "secret $2: cannot create a temporary file in ${2%/*}"
+    if ! { cat "$1" > "$s_t" && chown "$4:$5" "$s_t" && chmod "$3" "$s_t" && mv -Tf "$s_t" "$root$2"; }; then
+        rm -f "$s_t"
+        die "secret $2 could not be written"
+    fi
+}
+
+# Removes a secret pideploy placed, unless a directory above it is no longer safe (then it stays).
+secret_remove() { # TARGET
+    s_why=$(dir_chain "${1%/*}" 0) || {
+        [ $? = 2 ] || echo "pideploy-agent: warning: secret $1 left in place: $s_why is not safe to remove it from" >&2
+        return 0
+    }
+    if [ -L "$root$1" ] || [ -f "$root$1" ]; then rm -f "$root$1"; fi
+}
+
+# Makes set NAME (a generation number, `test-PID`, or empty for none) the secrets in place: its
+# files written, the targets of the previous set it lacks removed.
+secrets_apply() { # NAME
+    s_list=/dev/null
+    if [ -n "$1" ]; then
+        [ -f "$S/$1/list" ] || { echo "pideploy-agent: warning: no secrets are recorded for $1; they stay as they are" >&2; return 0; }
+        s_list=$S/$1/list
+    fi
+    while read -r s_i s_mode s_uid s_gid s_target; do secret_check "$s_target"; done < "$s_list"
+    while read -r s_i s_mode s_uid s_gid s_target; do secret_put "$S/$1/$s_i" "$s_target" "$s_mode" "$s_uid" "$s_gid"; done < "$s_list"
+    if [ -f "$S/installed" ]; then
+        while IFS= read -r s_old; do
+            while read -r s_i s_mode s_uid s_gid s_t2; do [ "$s_t2" != "$s_old" ] || continue 2; done < "$s_list"
+            secret_remove "$s_old"
+        done < "$S/installed"
+    fi
+    while read -r s_i s_mode s_uid s_gid s_target; do printf '%s\n' "$s_target"; done < "$s_list" > "$S/.installed.tmp"
+    mv -f "$S/.installed.tmp" "$S/installed"
+    echo "$1" > "$S/.current.tmp"; mv -f "$S/.current.tmp" "$S/current"
+    sync
+}
+
+# The secrets store itself: root-only.
+secrets_dir() {
+    s_why=$(dir_chain /var/lib/pideploy/secrets 1) || die "the secrets store: $s_why is not a root-owned directory only root can write"
+    chmod 0700 "$S"
+}
+
+# Back to the secrets of before a pending or failed generation (`pending secrets`: `keep` or `set:NAME`).
+secrets_restore() { # keep|set:NAME
+    case "$1" in set:*) (secrets_apply "${1#set:}") || echo "pideploy-agent: warning: the previous secrets could not be restored" >&2 ;; esac
+}
+
+# Keeps STAGE (a received secret set) as set NAME, replacing an older one of that name.
+set_store() { # NAME STAGE
+    if [ -d "$S/$1" ]; then mv -T "$S/$1" "$S/.old-$1.$$"; fi
+    mv -T "$2" "$S/$1"
+    rm -rf "$S/.old-$1.$$"
+}
+
+# Puts set NAME in place; when that fails, the secrets of before come back, generation DROP (if
+# any) goes, and the failure is the last line.
+secrets_or_undo() { # NAME DROP
+    if ! s_err=$( (secrets_apply "$1") 2>&1 ); then
+        secrets_restore "$sprev" 2>/dev/null
+        [ -z "$2" ] || drop_gen "$2"
+        die "$(printf '%s\n' "$s_err" | tail -n1 | sed 's/^pideploy-agent: //')"
+    fi
+}
+
+# Drops generations beyond the newest VALUE (HOW keep; VALUE 0 keeps all) or made more than
+# VALUE seconds before NOW (HOW age) -- never the default, the running or the pending one --,
+# their boot entries and secret sets, then every store path no remaining generation (nor the
+# running system) reaches. Registration goes first, so a path is never valid with partial
+# contents. Run under the deploy lock.
+prune() { # keep|age VALUE NOW
+    how=$1; value=$2; now=$3
+    [ "$how" != keep ] || [ "$value" -gt 0 ] || return 0
+    mkdir -p "$prof" "$gens"
+    default_link=$(readlink "$prof/system" 2>/dev/null || true)
+    running=$(readlink "$root/run/current-system" 2>/dev/null || true)
+    nums=$(for l in "$prof"/system-*-link; do [ -L "$l" ] || continue; k=${l##*/system-}; echo "${k%-link}"; done | sort -rn)
+    # The running generation: the newest one whose toplevel is running (a switch back to an older
+    # closure makes a new generation of it, and the older record need not be kept for it).
+    running_gen=
+    for pg in $nums; do
+        if [ "$(readlink "$prof/system-$pg-link")" = "$running" ]; then running_gen=$pg; break; fi
+    done
+    pend=$(pending_get generation)
+    i=0
+    for pg in $nums; do
+        i=$((i + 1))
+        [ "system-$pg-link" != "$default_link" ] || continue
+        [ "$pg" != "$running_gen" ] || continue
+        [ "$pg" != "$pend" ] || continue
+        if [ "$how" = keep ]; then
+            [ "$i" -gt "$value" ] || continue
+        else
+            pt=$(sed -n 's/^ *"time": *\([0-9][0-9]*\).*/\1/p' "$gens/$pg.json" 2>/dev/null | head -n1)
+            if [ -z "$pt" ] || [ $((now - pt)) -le "$value" ]; then continue; fi
+        fi
+        rm -f "$gens/$pg.json"
+        rm -f "$prof/system-$pg-link"
+        if [ -d "$boot/gen-$pg" ]; then rm -rf "$boot/gen-$pg"; fi
+        echo "removed-generation $pg"
+    done
+    sync
+    # Secret sets of generations that are gone (never the one in place, nor the one a pending
+    # generation would go back to).
+    if [ -d "$S" ] && dir_chain /var/lib/pideploy/secrets 0 > /dev/null; then
+        cur_set=$(cat "$S/current" 2>/dev/null || true)
+        back_set=$(pending_get secrets); back_set=${back_set#set:}
+        for d in "$S"/*; do
+            [ -d "$d" ] && [ ! -L "$d" ] || continue
+            k=${d##*/}
+            [ "$k" != "$cur_set" ] && [ "$k" != "$back_set" ] || continue
+            case "$k" in *[!0-9]*) ;; *) [ ! -L "$prof/system-$k-link" ] || continue ;; esac
+            rm -rf "$d"
+        done
+    fi
+    # Reachability over the registrations' `ref` lines, from the remaining toplevels + the running system.
+    work=$P/var/gc.$$
+    rm -rf "$work"; mkdir -p "$work"
+    : > "$work/live"
+    for l in "$prof"/system-*-link; do
+        if [ -L "$l" ]; then readlink "$l"; fi
+    done > "$work/todo"
+    if [ -n "$running" ]; then echo "$running" >> "$work/todo"; fi
+    while [ -s "$work/todo" ]; do
+        : > "$work/next"
+        while IFS= read -r pt; do
+            b=${pt#/pideploy/store/}
+            if grep -qxF "$b" "$work/live"; then continue; fi
+            echo "$b" >> "$work/live"
+            if [ -f "$db/$b" ]; then sed -n 's/^ref //p' "$db/$b" >> "$work/next"; fi
+        done < "$work/todo"
+        mv -f "$work/next" "$work/todo"
+    done
+    freed=0
+    for f in "$db"/*; do
+        [ -f "$f" ] || continue
+        b=${f##*/}
+        if grep -qxF "$b" "$work/live"; then continue; fi
+        bytes=0
+        if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
+            kb=$(du -sk "$store/$b" | cut -f1)
+            bytes=$((kb * 1024))
+        fi
+        rm -f "$f"
+        sync
+        if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
+            [ -L "$store/$b" ] || chmod -R u+w "$store/$b"
+            rm -rf "$store/${b:?}"
+        fi
+        freed=$((freed + bytes))
+        echo "removed-path $b $bytes"
+    done
+    sync
+    rm -rf "$work"
+    echo "freed $freed"
 }
 
 # Starts the waiter, detached from this session (a dropped connection cannot kill it), and hands
 # it the lock.
 start_waiter() { # N
     setsid sh "$self" wait "$root" "$1" < /dev/null >> "$P/var/waiter.log" 2>&1 &
-    mkdir -p "$P/var/lock"
-    printf '%s (waiting for the confirmation of generation %s)\npid %s boot %s\n' \
-        "$(pending_get deployer)" "$1" "$!" "$(bootid)" > "$P/var/lock/holder"
+    put_holder "$(pending_get deployer) (waiting for the confirmation of generation $1)" "$!"
     trap - EXIT
 }
 
@@ -126,9 +371,11 @@ make_default() { # N TOP ROOTARG
     ln -sfn "system-$1-link" "$prof/.system.tmp"; mv -Tf "$prof/.system.tmp" "$prof/system"
 }
 
-# Forgets generation N: its link, record, boot entry and a tryboot.txt naming it.
+# Forgets generation N: its link, record, boot entry, secret set (unless in place) and a
+# tryboot.txt naming it.
 drop_gen() { # N
     rm -f "$prof/system-$1-link" "$gens/$1.json"
+    if [ -d "$S/$1" ] && [ "$(cat "$S/current" 2>/dev/null)" != "$1" ]; then rm -rf "${S:?}/$1"; fi
     if [ -f "$boot/tryboot.txt" ] && grep -qx "os_prefix=gen-$1/" "$boot/tryboot.txt"; then
         rm -f "$boot/tryboot.txt"
     fi
@@ -152,15 +399,19 @@ commit() {
     esac
     [ "$kind" != tryboot ] || rm -f "$boot/tryboot.txt"
     sync
-    outcome "$n" "committed $n"
+    k=$(pending_get keep)
     rm -f "$P/var/pending"
     sync
+    # generations_to_keep, now that N is the default; what went is reported with the outcome.
+    pruned=$(prune keep "${k:-0}" 0 | grep '^removed-generation ' || true)
+    outcome "$n" "$(printf '%s\ncommitted %s' "$pruned" "$n" | sed '/^$/d')"
 }
 
 # Not confirmed: back to what ran before. A tryboot generation is left by rebooting (the
 # committed config.txt then boots).
 revert() { # WHY
     n=$(pending_get generation); kind=$(pending_get kind); prev=$(pending_get previous)
+    secrets_restore "$(pending_get secrets)"
     case "$kind" in
     live|test) if [ -n "$prev" ]; then activate "$prev" || true; fi ;;
     esac
@@ -260,41 +511,73 @@ receive)
     echo "registered $n" ;;
 
 switch)
-    # switch ROOT MODE TOPLEVEL DEPLOYER TIME MESSAGE ROOTARG CONFIRM
+    # switch ROOT MODE TOPLEVEL DEPLOYER TIME MESSAGE ROOTARG CONFIRM [KEEP [SECRETS]]
     # MODE: switch (activate + default + boot entry), boot (default + boot entry), test (activate
     # only), tryboot (boot entry + tryboot.txt; the deployer reboots into it once). CONFIRM > 0:
     # after activating, a detached waiter gives the deployer that many seconds to confirm.
+    # KEEP > 0: once the new generation is the default, only the newest KEEP generations stay
+    # (besides the default, running and pending ones). SECRETS = 1: stdin is a tar of the new
+    # generation's secret set (`list` and files 0, 1, ...), which replaces the secrets in place.
     # The work runs in its own session, off the connection: a link cut mid-activation cannot stop
     # it half-way (with magic rollback the waiter then reverts it). This end relays its answer.
     if [ -z "${PIDEPLOY_DETACHED:-}" ]; then
         mkdir -p "$P/var"
+        stage=
+        if [ "${9:-0}" = 1 ]; then
+            secrets_dir
+            for d in "$S"/.incoming-*; do
+                [ -d "$d" ] || continue
+                pid=${d##*/.incoming-}; pid=${pid%%.*}
+                kill -0 "$pid" 2>/dev/null || rm -rf "$d"
+            done
+            stage=$(mktemp -d "$S/.incoming-$$.XXXXXX") || die "cannot create a directory for the secrets under $S"
+            if ! tar -x -C "$stage" -f - 2>/dev/null || [ ! -f "$stage/list" ] \
+                || [ -n "$(find "$stage" -mindepth 1 ! -type f)" ]; then
+                rm -rf "$stage"
+                die "the secrets stream was cut or is not what the deployer sends; nothing was changed"
+            fi
+        fi
         out=$P/var/switch.out.$$; err=$P/var/switch.err.$$
-        PIDEPLOY_DETACHED=1 setsid sh "$self" switch "$root" "$@" < /dev/null > "$out" 2> "$err" &
+        PIDEPLOY_DETACHED=1 PIDEPLOY_SECRETS=$stage setsid sh "$self" switch "$root" "$@" < /dev/null > "$out" 2> "$err" &
         rc=0
         wait $! || rc=$?
         cat "$err" >&2; cat "$out"
         rm -f "$out" "$err"
+        [ -z "$stage" ] || rm -rf "$stage"
         exit $rc
     fi
-    mode=$1; top=$2; deployer=$3; now=$4; message=$5; rootarg=$6; confirm=${7:-0}
+    mode=$1; top=$2; deployer=$3; now=$4; message=$5; rootarg=$6; confirm=${7:-0}; keep=${8:-0}
+    sec=${PIDEPLOY_SECRETS:-}
     lock "$deployer"
     [ ! -f "$P/var/pending" ] || die "generation $(pending_get generation) is still waiting for its confirmation; try again when it is committed or reverted (pideploy generations)"
     rm -f "$P"/var/outcome-* "$P"/var/confirm-*
     base=${top#/pideploy/store/}
     [ -f "$db/$base" ] || die "$top is not valid on the target (copy it first)"
     mkdir -p "$prof" "$gens"
+    # Secrets: every target checked before anything changes; `sprev` is how to go back.
+    sprev=keep
+    if [ -n "$sec" ]; then
+        while read -r s_i s_mode s_uid s_gid s_target; do secret_check "$s_target"; done < "$sec/list"
+        sprev=set:$(cat "$S/current" 2>/dev/null || true)
+    fi
     # Same closure as the default and the running system: nothing to do, nothing restarted.
     cur_default=$(readlink "$prof/system" 2>/dev/null || true)
     cur_top=$(readlink "$prof/$cur_default" 2>/dev/null || true)
     running=$(readlink "$root/run/current-system" 2>/dev/null || true)
     if [ "$mode" != test ] && [ "$cur_top" = "$top" ] && { [ "$running" = "$top" ] || [ "$mode" = boot ]; }; then
+        if [ -n "$sec" ]; then
+            k=${cur_default#system-}; k=${k%-link}
+            set_store "$k" "$sec"
+            secrets_or_undo "$k" ""
+        fi
         echo "unchanged ${cur_default}"
         exit 0
     fi
     if [ "$mode" = test ]; then
-        activate "$top" || { activate "$running" || true; die "activation of $top failed; $running is active again"; }
+        if [ -n "$sec" ]; then set_store "test-$$" "$sec"; secrets_or_undo "test-$$" ""; fi
+        activate "$top" || { secrets_restore "$sprev"; activate "$running" || true; die "activation of $top failed; $running is active again"; }
         if [ "$confirm" -gt 0 ]; then
-            pending_put 0 test "$top" "$running" "$rootarg" "$confirm" "$deployer"
+            pending_put 0 test "$top" "$running" "$rootarg" "$confirm" "$deployer" "$sprev" 0
             start_waiter 0
             echo "pending 0"
         else
@@ -315,29 +598,34 @@ switch)
     printf '{\n  "generation": %s,\n  "time": %s,\n  "toplevel": "%s",\n  "deployer": "%s",\n  "message": "%s"\n}\n' \
         "$n" "$now" "$top" "$deployer" "$message" > "$gens/.$n.json.tmp"
     mv -f "$gens/.$n.json.tmp" "$gens/$n.json"
+    # The new generation's secrets go in place first, so services it starts find them.
+    if [ -n "$sec" ]; then set_store "$n" "$sec"; secrets_or_undo "$n" "$n"; fi
     case "$mode" in
     switch)
         if ! activate "$top"; then
             # Level 1 rollback: the previous system comes back, the failed generation goes.
             echo "pideploy-agent: activation of generation $n failed; re-activating ${running:-nothing}" >&2
+            secrets_restore "$sprev"
             if [ -n "$running" ]; then activate "$running" || true; fi
             drop_gen "$n"
             die "activation of generation $n failed; the previous generation is active and still the default"
         fi
         if [ "$confirm" -gt 0 ]; then
-            pending_put "$n" live "$top" "$running" "$rootarg" "$confirm" "$deployer"
+            pending_put "$n" live "$top" "$running" "$rootarg" "$confirm" "$deployer" "$sprev" "$keep"
             start_waiter "$n"
             echo "pending $n"
             exit 0
         fi
-        make_default "$n" "$top" "$rootarg" ;;
+        make_default "$n" "$top" "$rootarg"
+        prune keep "$keep" "$now" ;;
     boot)
-        make_default "$n" "$top" "$rootarg" ;;
+        make_default "$n" "$top" "$rootarg"
+        prune keep "$keep" "$now" ;;
     tryboot)
         [ -d "$boot" ] && [ -f "$boot/config.txt" ] || die "tryboot needs the boot partition at $boot"
         write_entry "$n" "$top" "$rootarg"
         write_config "$n" "$top" tryboot.txt
-        pending_put "$n" tryboot "$top" "$running" "$rootarg" "$confirm" "$deployer" ;;
+        pending_put "$n" tryboot "$top" "$running" "$rootarg" "$confirm" "$deployer" "$sprev" "$keep" ;;
     *) die "unknown mode $mode" ;;
     esac
     echo "generation $n" ;;
@@ -347,9 +635,7 @@ wait)
     n=$1
     [ "$(pending_get generation)" = "$n" ] || die "generation $n is not pending"
     t=$(pending_get timeout)
-    mkdir -p "$P/var/lock"
-    printf '%s (waiting for the confirmation of generation %s)\npid %s boot %s\n' \
-        "$(pending_get deployer)" "$n" "$$" "$(bootid)" > "$P/var/lock/holder"
+    put_holder "$(pending_get deployer) (waiting for the confirmation of generation $n)" "$$"
     trap 'rm -rf "$P/var/lock"' EXIT
     i=0
     verdict=
@@ -383,7 +669,7 @@ confirm)
         if [ "$verdict" = commit ]; then commit; else
             # Without a waiter (no magic rollback) a tryboot generation is left at the next reboot.
             kind=$(pending_get kind)
-            if [ "$kind" = tryboot ]; then drop_gen "$n"; outcome "$n" "reverted $n: the deployer asked for it"; rm -f "$P/var/pending"
+            if [ "$kind" = tryboot ]; then secrets_restore "$(pending_get secrets)"; drop_gen "$n"; outcome "$n" "reverted $n: the deployer asked for it"; rm -f "$P/var/pending"
             else revert "the deployer asked for it" >&2; fi
         fi
     fi
@@ -441,6 +727,7 @@ boot-check)
             echo "pideploy: generation $n is on trial (tryboot); it is kept only if the deployer confirms it"
             if [ "$(pending_get timeout)" -gt 0 ]; then start_waiter "$n"; fi
         else
+            secrets_restore "$(pending_get secrets)"
             drop_gen "$n"
             outcome "$n" "reverted $n: generation $n did not boot"
             rm -f "$P/var/pending"
@@ -452,6 +739,7 @@ boot-check)
         if [ "$running" = "$top" ]; then
             commit
         else
+            secrets_restore "$(pending_get secrets)"
             drop_gen "$n"
             outcome "$n" "reverted $n: the target restarted before the confirmation"
             rm -f "$P/var/pending"
@@ -473,6 +761,11 @@ rollback)
     link=$prof/system-$want-link
     [ -L "$link" ] || die "there is no generation $want (see pideploy generations)"
     top=$(readlink "$link")
+    # Its secrets come back with it (generations from before secret sets leave them as they are).
+    if [ -f "$S/$want/list" ]; then
+        sprev=keep
+        secrets_or_undo "$want" ""
+    fi
     activate "$top" || die "activation of generation $want failed"
     rootarg=
     if [ -f "$boot/config.txt" ]; then
@@ -483,79 +776,10 @@ rollback)
     echo "rolled back to $want" ;;
 
 gc)
-    # gc ROOT keep|age VALUE DEPLOYER NOW: drop generations beyond the newest VALUE (keep), or made
-    # more than VALUE seconds before NOW (age); never the default nor the running one. Then every
-    # store path no remaining generation (nor the running system) reaches. Registration goes first,
-    # so a path is never valid with partial contents.
+    # gc ROOT keep|age VALUE DEPLOYER NOW: see prune, under the deploy lock.
     how=$1; value=$2; deployer=$3; now=$4
     lock "$deployer"
-    mkdir -p "$prof" "$gens"
-    default_link=$(readlink "$prof/system" 2>/dev/null || true)
-    running=$(readlink "$root/run/current-system" 2>/dev/null || true)
-    nums=$(for l in "$prof"/system-*-link; do [ -L "$l" ] || continue; k=${l##*/system-}; echo "${k%-link}"; done | sort -rn)
-    # The running generation: the newest one whose toplevel is running (a switch back to an older
-    # closure makes a new generation of it, and the older record need not be kept for it).
-    running_gen=
-    for n in $nums; do
-        if [ "$(readlink "$prof/system-$n-link")" = "$running" ]; then running_gen=$n; break; fi
-    done
-    i=0
-    for n in $nums; do
-        i=$((i + 1))
-        [ "system-$n-link" != "$default_link" ] || continue
-        [ "$n" != "$running_gen" ] || continue
-        if [ "$how" = keep ]; then
-            [ "$i" -gt "$value" ] || continue
-        else
-            t=$(sed -n 's/^ *"time": *\([0-9][0-9]*\).*/\1/p' "$gens/$n.json" 2>/dev/null | head -n1)
-            if [ -z "$t" ] || [ $((now - t)) -le "$value" ]; then continue; fi
-        fi
-        rm -f "$gens/$n.json"
-        rm -f "$prof/system-$n-link"
-        if [ -d "$boot/gen-$n" ]; then rm -rf "$boot/gen-$n"; fi
-        echo "removed-generation $n"
-    done
-    sync
-    # Reachability over the registrations' `ref` lines, from the remaining toplevels + the running system.
-    work=$P/var/gc.$$
-    rm -rf "$work"; mkdir -p "$work"
-    trap 'rm -rf "$P/var/lock" "$work"' EXIT
-    : > "$work/live"
-    for l in "$prof"/system-*-link; do
-        if [ -L "$l" ]; then readlink "$l"; fi
-    done > "$work/todo"
-    if [ -n "$running" ]; then echo "$running" >> "$work/todo"; fi
-    while [ -s "$work/todo" ]; do
-        : > "$work/next"
-        while IFS= read -r t; do
-            b=${t#/pideploy/store/}
-            if grep -qxF "$b" "$work/live"; then continue; fi
-            echo "$b" >> "$work/live"
-            if [ -f "$db/$b" ]; then sed -n 's/^ref //p' "$db/$b" >> "$work/next"; fi
-        done < "$work/todo"
-        mv -f "$work/next" "$work/todo"
-    done
-    freed=0
-    for f in "$db"/*; do
-        [ -f "$f" ] || continue
-        b=${f##*/}
-        if grep -qxF "$b" "$work/live"; then continue; fi
-        bytes=0
-        if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
-            kb=$(du -sk "$store/$b" | cut -f1)
-            bytes=$((kb * 1024))
-        fi
-        rm -f "$f"
-        sync
-        if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
-            [ -L "$store/$b" ] || chmod -R u+w "$store/$b"
-            rm -rf "$store/${b:?}"
-        fi
-        freed=$((freed + bytes))
-        echo "removed-path $b $bytes"
-    done
-    sync
-    echo "freed $freed"
+    prune "$how" "$value" "$now"
     echo "end" ;;
 
 describe)
