@@ -8,27 +8,31 @@ pub mod sshd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Holds the exclusive lock on `target/debian-arm64/.lock` while alive (closing the file releases
-/// it): the preparation of Debian inputs is shared by every test binary, and nextest runs them in
-/// parallel processes.
-pub struct PrepLock(std::fs::File);
+/// An exclusive OS file lock, held while alive (closing the file releases it, also when a test
+/// process dies). nextest runs every test in its own process, so in-process mutexes are not enough.
+pub struct FileLock(std::fs::File);
 
-/// Serialises the preparation of Debian inputs across threads and processes (an OS file lock,
-/// released also when a test process dies).
+/// Waits for the exclusive lock on `path` (created if missing).
 // std's File::lock is newer than the crate's MSRV; only the tests use it.
 #[allow(clippy::incompatible_msrv)]
-pub fn prep_lock() -> PrepLock {
-    let dir = debian_dir();
-    std::fs::create_dir_all(&dir).unwrap();
+pub fn file_lock(path: &Path) -> FileLock {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(".lock"))
-        .unwrap_or_else(|e| panic!("opening {}: {e}", dir.join(".lock").display()));
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
     f.lock()
-        .unwrap_or_else(|e| panic!("locking {}: {e}", dir.join(".lock").display()));
-    PrepLock(f)
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    FileLock(f)
+}
+
+/// Serialises the preparation of Debian inputs, shared by every test binary, across threads and
+/// processes.
+pub fn prep_lock() -> FileLock {
+    let dir = debian_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    file_lock(&dir.join(".lock"))
 }
 
 /// The binary under test.
