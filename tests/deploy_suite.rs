@@ -224,8 +224,14 @@ fn deploy_suite(#[case] via: Via) {
     let step = |what: &str| eprintln!("{via:?} {:>6.1}s {what}", start.elapsed().as_secs_f64());
 
     // A: the base system with an /etc/motd; B: + tree, its own motd and /etc/b-only; L1, L2:
-    // B's packages plus a file each, with a health check that keeps the deploy lock held for a while (for the two-at-once step).
-    let slow = "\n[health]\ncommands = [[\"sleep\", \"6\"]]\ntimeout_secs = 30\n";
+    // B's packages plus a file each, with a health check that keeps the deploy lock held until the
+    // test creates `release` (for the two-at-once step: a condition, not a fixed sleep that a
+    // loaded machine outlasts).
+    let release = w.join("release");
+    let slow = format!(
+        "\n[health]\ncommands = [[\"test\", \"-e\", \"{}\"]]\ntimeout_secs = 600\n",
+        release.display()
+    );
     let texts = [
         ("a", config(&file("/etc/motd", "from A"))),
         (
@@ -419,6 +425,7 @@ fn deploy_suite(#[case] via: Via) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = spawn(&cfg["l2"]).wait_with_output().unwrap();
+    fs::write(&release, "").unwrap();
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success(), "{}", text(&first.stderr));
     let line = one_error(&second);

@@ -13,13 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
 use common::*;
 use http::Server;
-
-/// Serialises `apt-get download` into the shared .deb directory between this binary's tests.
-static DEBS: Mutex<()> = Mutex::new(());
 
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHeKqgZ6nzD3GvLODloVqhQFmOhfC5hqU84VknglD7Yr fetch@pideploy";
 
@@ -143,7 +139,7 @@ fn fixture() -> Fixture {
     );
     let debs = debian_dir().join("debs");
     {
-        let _g = DEBS.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = prep_lock();
         run(Command::new("sh")
             .env("PIDEPLOY", env!("CARGO_BIN_EXE_pideploy"))
             .arg(repo().join("qemu/debian-arm64.sh"))

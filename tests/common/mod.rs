@@ -7,10 +7,33 @@ pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
-/// Serialises the preparation of Debian inputs across the tests of one binary.
-static PREP: Mutex<()> = Mutex::new(());
+/// An exclusive OS file lock, held while alive (closing the file releases it, also when a test
+/// process dies). nextest runs every test in its own process, so in-process mutexes are not enough.
+pub struct FileLock(std::fs::File);
+
+/// Waits for the exclusive lock on `path` (created if missing).
+// std's File::lock is newer than the crate's MSRV; only the tests use it.
+#[allow(clippy::incompatible_msrv)]
+pub fn file_lock(path: &Path) -> FileLock {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    f.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    FileLock(f)
+}
+
+/// Serialises the preparation of Debian inputs, shared by every test binary, across threads and
+/// processes.
+pub fn prep_lock() -> FileLock {
+    let dir = debian_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    file_lock(&dir.join(".lock"))
+}
 
 /// The binary under test.
 pub fn pideploy() -> Command {
@@ -46,7 +69,7 @@ pub fn debian_dir() -> PathBuf {
 
 /// Exports apt's arm64 indexes (once per run).
 pub fn debian_indexes() -> PathBuf {
-    let _g = PREP.lock().unwrap_or_else(|p| p.into_inner());
+    let _g = prep_lock();
     let dir = debian_dir().join("index");
     if !dir.join("debian.Packages").exists() {
         run(Command::new("sh")
@@ -108,15 +131,14 @@ pub fn lock_and_import_with(
             .args(local_debs));
     }
     let debs = debian_dir().join("debs");
-    {
-        let _g = PREP.lock().unwrap_or_else(|p| p.into_inner());
-        run(env_for(&mut Command::new("sh"), cache, store)
-            .env("PIDEPLOY", env!("CARGO_BIN_EXE_pideploy"))
-            .arg(repo().join("qemu/debian-arm64.sh"))
-            .arg("debs")
-            .arg(lock)
-            .arg(&debs));
-    }
+    // Held through the import too: another process's apt-get may be writing into `debs`.
+    let _g = prep_lock();
+    run(env_for(&mut Command::new("sh"), cache, store)
+        .env("PIDEPLOY", env!("CARGO_BIN_EXE_pideploy"))
+        .arg(repo().join("qemu/debian-arm64.sh"))
+        .arg("debs")
+        .arg(lock)
+        .arg(&debs));
     let mut import = pideploy();
     env_for(&mut import, cache, store).args(["cache", "import"]);
     for e in std::fs::read_dir(&debs).unwrap() {

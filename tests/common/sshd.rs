@@ -22,9 +22,12 @@ pub const NOPW_USER: &str = "pdtest-nopw";
 pub const PW_USER: &str = "pdtest-pw";
 /// The sudoers drop-in for both.
 const SUDOERS: &str = "/etc/sudoers.d/pideploy-tests";
+/// Root-only directory with [`PW_USER`]'s password and the lock that serialises setting up users.
+const STATE: &str = "/var/lib/pideploy-tests";
 
-/// The password of [`PW_USER`]: random for each test process (it is a real account on this
-/// machine, so its password is not written down anywhere), set when the users are made.
+/// The password of [`PW_USER`]: random, made by the first test process on this machine and kept
+/// for the others in a root-only file ([`STATE`]): it is a real account, and test processes run
+/// side by side (nextest), so one process must not change the password under another.
 pub fn sudo_password() -> &'static str {
     test_users()
 }
@@ -34,6 +37,9 @@ pub fn sudo_password() -> &'static str {
 fn test_users() -> &'static str {
     static PASSWORD: OnceLock<String> = OnceLock::new();
     PASSWORD.get_or_init(|| {
+        fs::create_dir_all(STATE).unwrap();
+        fs::set_permissions(STATE, fs::Permissions::from_mode(0o700)).unwrap();
+        let _lock = super::file_lock(&Path::new(STATE).join("lock"));
         for user in [NOPW_USER, PW_USER] {
             let exists = |u: &str| {
                 Command::new("id")
@@ -60,12 +66,25 @@ fn test_users() -> &'static str {
                 );
             }
         }
-        let mut raw = [0u8; 12];
-        fs::File::open("/dev/urandom")
-            .unwrap()
-            .read_exact(&mut raw)
-            .unwrap();
-        let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let kept = Path::new(STATE).join("pw-password");
+        let password = match fs::read_to_string(&kept) {
+            Ok(p) if p.len() == 24 && p.bytes().all(|b| b.is_ascii_hexdigit()) => p,
+            _ => {
+                let mut raw = [0u8; 12];
+                fs::File::open("/dev/urandom")
+                    .unwrap()
+                    .read_exact(&mut raw)
+                    .unwrap();
+                let p: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                let tmp = kept.with_extension("tmp");
+                fs::write(&tmp, &p).unwrap();
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
+                fs::rename(&tmp, &kept).unwrap();
+                p
+            }
+        };
+        // Set every time (the same password, so harmless to a process using it): whatever else
+        // changed it since is undone.
         let mut chpasswd = Command::new("chpasswd")
             .stdin(Stdio::piped())
             .spawn()
