@@ -49,9 +49,8 @@ fn files_in_the_immutable_system_are_refused() {
         );
     }
     // The same holds for secrets.
-    let (field, shown) = one(&format!(
-        "hostname = \"pi\"\n[[secrets]]\nsource = \"s\"\ntarget = \"/usr/share/key\"\n"
-    ));
+    let (field, shown) =
+        one("hostname = \"pi\"\n[[secrets]]\nsource = \"s\"\ntarget = \"/usr/share/key\"\n");
     assert_eq!(field, "secrets[0].target");
     assert!(shown.contains("read-only system"), "{shown}");
 }
