@@ -22,7 +22,7 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployTestKeyDeployTestK
 /// The built generation, shared by every case: the physical store dir and the two store paths
 /// activation reads (its toplevel and the etc it links).
 struct System {
-    _work: tempfile::TempDir,
+    work: tempfile::TempDir,
     store: PathBuf,
     top: String,
     etc: String,
@@ -92,7 +92,7 @@ fn system() -> &'static System {
             .arg("-s")
             .arg(&busybox_bin));
         System {
-            _work: work,
+            work,
             store,
             top,
             etc,
@@ -476,4 +476,73 @@ fn activation_is_idempotent_and_keeps_a_backslash_path() {
         let md = fs::metadata(t.root.join("etc/app/app.conf")).unwrap();
         assert_eq!(md.mode() & 0o7777, 0o644);
     }
+}
+
+/// The real path: an image of the generation unpacked as it sits on a card, a user's `.ssh`
+/// replaced by a link to a root-owned directory and a link at the old temporary name, then
+/// `pideploy switch --target local:ROOT` (agent, copy stream, activation as root).
+#[test]
+fn a_local_deploy_activates_safely_over_a_users_links() {
+    let s = system();
+    let w = s.work.path();
+    let (cache, store) = (w.join("cache"), w.join("store"));
+    let (cfg, lock) = (w.join("pi.toml"), w.join("pideploy.lock"));
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.img");
+    run(env_for(&mut pideploy(), &cache, &store)
+        .args(["image", "-c"])
+        .arg(&cfg)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("-o")
+        .arg(&img));
+    let root = dir.path().join("root");
+    unpack_image(&img, dir.path(), &root);
+    let victim = dir.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("file"), "victim\n").unwrap();
+    let victim_file = dir.path().join("victim-file");
+    fs::write(&victim_file, "root only\n").unwrap();
+    fs::set_permissions(&victim_file, fs::Permissions::from_mode(0o600)).unwrap();
+    // What a user can do in a home they own (made here by root with the user's ids).
+    let home = root.join("home/pi");
+    fs::create_dir_all(&home).unwrap();
+    let chown = |p: &Path| {
+        run(Command::new("chown")
+            .arg("-h")
+            .arg(format!("{}:{}", s.uid, s.uid))
+            .arg(p));
+    };
+    chown(&home);
+    std::os::unix::fs::symlink(&victim, home.join(".ssh")).unwrap();
+    chown(&home.join(".ssh"));
+    fs::create_dir(home.join(".config")).unwrap();
+    chown(&home.join(".config"));
+    std::os::unix::fs::symlink(&victim_file, home.join(".config/app.conf")).unwrap();
+    chown(&home.join(".config/app.conf"));
+    let mut before = BTreeMap::new();
+    snapshot(&victim, &mut before);
+    snapshot(&victim_file, &mut before);
+
+    run(env_for(&mut pideploy(), &cache, &store)
+        .args(["switch", "-c"])
+        .arg(&cfg)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("--target")
+        .arg(format!("local:{}", root.display())));
+    let mut after = BTreeMap::new();
+    snapshot(&victim, &mut after);
+    snapshot(&victim_file, &mut after);
+    assert_eq!(after, before, "a victim changed");
+    assert_eq!(kind(&home.join(".ssh")), (s.uid, "dir"));
+    assert_eq!(
+        fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap(),
+        format!("{KEY}\n")
+    );
+    assert_eq!(kind(&home.join(".config/app.conf")), (s.uid, "file"));
+    assert_eq!(
+        fs::read_to_string(home.join(".config/app.conf")).unwrap(),
+        "app\n"
+    );
 }
