@@ -166,7 +166,10 @@ fn failed_activation_returns_to_the_previous_generation() {
         "{line}"
     );
     // The activation's own error output is shown.
-    assert!(err.contains("  | mkdir: ") && err.contains("/opt"), "{err}");
+    assert!(
+        err.contains("  | activate: ") && err.contains("/opt is not a directory"),
+        "{err}"
+    );
     assert_eq!(state(&env.root), before, "exactly as before the switch");
 
     // Numbers are never reused: with /opt out of the way the same config becomes generation 3.

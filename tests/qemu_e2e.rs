@@ -38,8 +38,8 @@ content = "hello from pideploy\n"
 
 [[files]]
 path = "/home/alice/notes.txt"
-content = "private\n"
-mode = "0600"
+content = "notes\n"
+mode = "0664"
 owner = "alice"
 group = "alice"
 
@@ -143,7 +143,7 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
     assert_eq!(ssh("hostname"), "testpi");
     assert_eq!(ssh("id -u; id -Gn"), "1001\nalice sudo");
     assert_eq!(ssh("cat /etc/motd"), "hello from pideploy");
-    assert_eq!(ssh("stat -c '%U %a' /home/alice/notes.txt"), "alice 600");
+    assert_eq!(ssh("stat -c '%U %a' /home/alice/notes.txt"), "alice 664");
     assert_eq!(ssh("cat /run/stamp"), "started");
     assert_eq!(
         ssh("readlink /pideploy/var/profiles/system"),

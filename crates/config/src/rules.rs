@@ -87,11 +87,37 @@ pub fn is_package_name(s: &str) -> bool {
         })
 }
 
-/// Top-level directories pideploy or the kernel own; configured files and secrets may not go there.
-pub const RESERVED_TARGET_DIRS: &[&str] = &["/pideploy", "/proc", "/sys", "/dev", "/run"];
+/// Directories whose contents pideploy, the kernel or the store own, each with why a configured
+/// file or secret may not go there (nor replace the directory itself).
+pub const RESERVED_TARGET_DIRS: &[(&str, &str)] = &[
+    ("/pideploy", "is managed by pideploy (store, generations); choose a path outside /pideploy"),
+    ("/run", "is managed by pideploy and lost at every boot (/run/current-system is the store); choose a path outside /run"),
+    ("/proc", "is a kernel file system; choose a path outside /proc"),
+    ("/sys", "is a kernel file system; choose a path outside /sys"),
+    ("/dev", "is a kernel file system; choose a path outside /dev"),
+    ("/usr", "is in the read-only system (/usr is a link into the store); add a package, or use /etc, /var, /srv or /opt"),
+    ("/bin", "is in the read-only system (/bin is a link into the store); add a package, or use /etc, /var, /srv or /opt"),
+    ("/sbin", "is in the read-only system (/sbin is a link into the store); add a package, or use /etc, /var, /srv or /opt"),
+    ("/lib", "is in the read-only system (/lib is a link into the store); add a package, or use /etc, /var, /srv or /opt"),
+    ("/etc/static", "is in the read-only system (/etc/static is this generation's etc in the store); use another path under /etc"),
+    ("/tmp", "is in a directory every user can write (anyone could put a link or directory there first); choose one only root can write"),
+    ("/var/tmp", "is in a directory every user can write (anyone could put a link or directory there first); choose one only root can write"),
+];
 
-/// Why a target path is unacceptable, or `None` if it is fine.
-pub fn target_path_problem(s: &str) -> Option<&'static str> {
+/// Directories activation makes and keeps; a file cannot take their place.
+const KEPT_DIRS: &[&str] = &[
+    "/etc",
+    "/home",
+    "/root",
+    "/var",
+    "/var/log",
+    "/mnt",
+    "/boot",
+    "/boot/firmware",
+];
+
+/// Why a string is not an absolute, normalised path, or `None` if it is one.
+pub fn absolute_path_problem(s: &str) -> Option<&'static str> {
     if !s.starts_with('/') {
         return Some("must be an absolute path");
     }
@@ -107,11 +133,25 @@ pub fn target_path_problem(s: &str) -> Option<&'static str> {
     {
         return Some("must not contain empty, `.` or `..` components");
     }
-    let reserved = RESERVED_TARGET_DIRS.iter().any(|dir| {
-        s.strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
+    None
+}
+
+/// Why a target path of a configured file or secret is unacceptable, or `None` if it is fine.
+pub fn target_path_problem(s: &str) -> Option<&'static str> {
+    if let Some(problem) = absolute_path_problem(s) {
+        return Some(problem);
+    }
+    let reserved = RESERVED_TARGET_DIRS.iter().find(|(dir, _)| {
+        s == *dir
+            || s.strip_prefix(dir)
+                .is_some_and(|rest| rest.starts_with('/'))
     });
-    reserved.then_some("must not be under /pideploy, /proc, /sys, /dev or /run")
+    if let Some((_, why)) = reserved {
+        return Some(why);
+    }
+    KEPT_DIRS
+        .contains(&s)
+        .then_some("is a directory activation keeps; name a file inside it")
 }
 
 /// Key types OpenSSH accepts in authorized_keys.
@@ -257,6 +297,45 @@ mod tests {
         assert!(target_path_problem("/run/x").is_some());
         assert!(target_path_problem("/pideploy/store/x").is_some());
         assert!(target_path_problem("/dev/null").is_some());
+    }
+
+    #[test]
+    fn immutable_system_and_shared_dirs_are_refused() {
+        for p in [
+            "/usr/bin/x",
+            "/usr",
+            "/bin/sh",
+            "/bin",
+            "/sbin/init",
+            "/lib/x.so",
+            "/lib",
+            "/etc/static/passwd",
+            "/etc/static",
+            "/pideploy",
+            "/run/current-system/x",
+            "/tmp/x",
+            "/var/tmp/x",
+            "/etc",
+            "/home",
+            "/boot/firmware",
+        ] {
+            assert!(target_path_problem(p).is_some(), "{p}");
+        }
+        for p in [
+            "/usr2/x",
+            "/libexec/x",
+            "/etc/statics",
+            "/etc/x",
+            "/var/lib/x",
+            "/home/pi/x",
+            "/tmpfile",
+        ] {
+            assert_eq!(target_path_problem(p), None, "{p}");
+        }
+        assert!(target_path_problem("/etc/static/x")
+            .unwrap()
+            .contains("read-only system"));
+        assert_eq!(absolute_path_problem("/bin/bash"), None);
     }
 
     #[test]

@@ -118,6 +118,28 @@ pub enum ValidationErrorKind {
     /// Bad octal mode.
     #[error("`{0}` is not an octal mode string like \"0644\"")]
     Mode(String),
+    /// A configured file that other users may not read: its content would still sit in the
+    /// world-readable store and image.
+    #[error("mode `{0}` keeps other users out, but [[files]] content is kept world-readable in the store and the image; put this file in [[secrets]] (source = a local file), or give it a mode like \"0644\"")]
+    FileNotWorldReadable(String),
+    /// A configured file in a user's home that root would own.
+    #[error(
+        "`{path}` is in the home of {user}, who controls that directory; set owner = \"{user}\""
+    )]
+    FileInHome {
+        /// The path.
+        path: String,
+        /// The user.
+        user: String,
+    },
+    /// A path pideploy itself manages for a user.
+    #[error("`{path}` is managed by pideploy from {at} (home, .ssh, ssh_authorized_keys); choose another path")]
+    ManagedUserPath {
+        /// The path.
+        path: String,
+        /// Field path of the user.
+        at: String,
+    },
     /// A secret readable by others.
     #[error("mode `{0}` lets every user read the secret; use e.g. \"0400\" or \"0440\"")]
     SecretWorldReadable(String),
@@ -291,10 +313,14 @@ impl HostConfig {
     fn check_files_and_secrets(&self, issues: &mut Issues) {
         use ValidationErrorKind as K;
         let mut targets: HashMap<String, String> = HashMap::new();
+        let users = &self.users;
         let mut check_target = |issues: &mut Issues, field: String, target: &str| {
             if let Some(problem) = rules::target_path_problem(target) {
                 let path = target.to_owned();
                 issues.push(field, K::TargetPath { path, problem });
+            } else if let Some(i) = managed_user_path(users, target) {
+                let (path, at) = (target.to_owned(), format!("users[{i}]"));
+                issues.push(field, K::ManagedUserPath { path, at });
             } else if let Some(other) = targets.get(target) {
                 let (path, other) = (target.to_owned(), other.clone());
                 issues.push(field, K::DuplicateTarget { path, other });
@@ -313,10 +339,21 @@ impl HostConfig {
                 }
                 _ => {}
             }
-            if rules::parse_mode(&file.mode).is_none() {
-                issues.push(format!("{at}.mode"), K::Mode(file.mode.clone()));
+            match rules::parse_mode(&file.mode) {
+                None => issues.push(format!("{at}.mode"), K::Mode(file.mode.clone())),
+                Some(mode) if mode & 0o004 == 0 => issues.push(
+                    format!("{at}.mode"),
+                    K::FileNotWorldReadable(file.mode.clone()),
+                ),
+                Some(_) => {}
             }
             check_owner(issues, &at, &file.owner, &file.group);
+            if let Some(user) = home_owner(&self.users, &file.path) {
+                if file.owner != user.name {
+                    let (path, user) = (file.path.clone(), user.name.clone());
+                    issues.push(format!("{at}.owner"), K::FileInHome { path, user });
+                }
+            }
         }
         for (i, secret) in self.secrets.iter().enumerate() {
             let at = format!("secrets[{i}]");
@@ -458,7 +495,7 @@ fn check_users(users: &[User], issues: &mut Issues) {
             }
         }
         if let Some(shell) = &user.shell {
-            if rules::target_path_problem(shell).is_some() {
+            if rules::absolute_path_problem(shell).is_some() {
                 issues.push(format!("{at}.shell"), K::Shell(shell.clone()));
             }
         }
@@ -468,6 +505,23 @@ fn check_users(users: &[User], issues: &mut Issues) {
             }
         }
     }
+}
+
+/// The configured user whose home directory holds `path` (`/home/NAME/...`).
+fn home_owner<'a>(users: &'a [User], path: &str) -> Option<&'a User> {
+    let rest = path.strip_prefix("/home/")?;
+    let (name, _) = rest.split_once('/')?;
+    users.iter().find(|u| u.name == name)
+}
+
+/// Index of the user whose home, `.ssh` or `authorized_keys` is `path`: activation writes those.
+fn managed_user_path(users: &[User], path: &str) -> Option<usize> {
+    users.iter().position(|u| {
+        let home = format!("/home/{}", u.name);
+        path == home
+            || path == format!("{home}/.ssh")
+            || path == format!("{home}/.ssh/authorized_keys")
+    })
 }
 
 fn check_owner(issues: &mut Issues, at: &str, owner: &str, group: &str) {

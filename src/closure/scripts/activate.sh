@@ -1,9 +1,23 @@
 #!@BUSYBOX@ sh
 # Applies generation @SYSTEM@ to a root (default /). Idempotent: running it twice changes nothing the
-# second time. Every replacement of a link or file is a write to a temporary name and a rename.
+# second time. Every replacement of a link or file is made under a fresh name and renamed into place.
 #   activate [--root DIR] [--boot]
 # --boot: called by the generation's own init (services are started by init afterwards, not restarted here).
+#
+# This runs as root while users own their homes, so it never follows a link or re-resolves a path
+# someone else could change (docs/ARCHITECTURE.md, "Activation"):
+# - a directory is entered one component at a time from the root (`enter`, `step`); each must be a real
+#   directory owned by root or by the owner of what is written there, and the kernel's path of the
+#   directory reached (`pwd -P`) must be the expected one. All later names are relative to it.
+# - a file is made inside a private directory (`mktemp -d`, root-only) created where it belongs, given
+#   its owner and mode there, and renamed into place: rename replaces a link, never follows it.
+# - owners and modes change only on that private file or on the directory we stand in (`.`).
+# - something in the way (a link, a file where a directory belongs, a directory where a file
+#   belongs) inside a directory a user owns is that user's doing: it is renamed aside and activation
+#   goes on, so a user can neither redirect it nor stop a boot or a deploy. Inside a directory only
+#   root can write, activation stops with one line instead.
 set -eu
+umask 077
 root=/
 boot=0
 while [ $# -gt 0 ]; do
@@ -18,88 +32,204 @@ self=$(cd "$(dirname "$0")" && pwd -P)
 sys=/pideploy/store/$(basename "$self")
 data=$self/activation
 etc_store=$(readlink "$self/etc")
+die() { echo "activate: $*" >&2; exit 1; }
+# The root's physical path: every directory entered below is checked against it.
+Rp=$(cd -P -- "$root" && pwd -P) || die "cannot enter the root $root"
+Rp=${Rp%/}
+# Owners that count as root: root, and whoever runs this on a tree of their own (--root, tests).
+me=$(id -u)
 
-# A link or file replaced by rename, so readers see the old or the new one, never neither.
-swap_link() { # target linkpath
-    ln -sfn "$1" "$2.pideploy-tmp"
-    mv -Tf "$2.pideploy-tmp" "$2"
+here=-   # physical path of the current directory once `enter` has made it known
+shared=0 # 1 when the current directory is writable by someone other than root
+# Where NAME in the current directory is, as the person sees it.
+at() {
+    _a=$R${here#"$Rp"}
+    if [ "$1" = . ]; then echo "${_a:-/}"; else echo "$_a/$1"; fi
 }
-install_file() { # src dest mode uid gid
-    cp "$1" "$2.pideploy-tmp"
-    chmod "$3" "$2.pideploy-tmp"
-    chown "$4:$5" "$2.pideploy-tmp"
-    mv -f "$2.pideploy-tmp" "$2"
+
+# Renames NAME in the current directory out of the way (only ever inside a shared directory).
+move_aside() { # NAME
+    _t=$(mktemp -u "./$1.pideploy-moved-XXXXXX") || die "cannot pick a name to move $(at "$1") aside"
+    mv -T -- "./$1" "$_t" || die "cannot move $(at "$1") aside"
+    echo "activate: $(at "$1") was in the way (a link, or not what pideploy puts there); moved it to $(at "${_t#./}")" >&2
+}
+# Something is in the way: moved aside in a shared directory, otherwise activation stops.
+obstacle() { # NAME WHY
+    [ "$shared" = 1 ] || die "$(at "$1") $2"
+    move_aside "$1"
+}
+
+# step NAME UID GID [probe]: enters the subdirectory NAME of the current one. It must be a real
+# directory owned by root or by UID; a missing one is made (owned by UID:GID inside a directory UID
+# owns). With probe, anything unexpected returns 1 and nothing is changed.
+step() {
+    _n=$1 _u=$2 _g=$3 _probe=${4:-}
+    if [ -L "$_n" ]; then
+        [ -z "$_probe" ] || return 1
+        obstacle "$_n" "is a symbolic link, and activation writes only through real directories; remove it"
+    elif [ -e "$_n" ] && [ ! -d "$_n" ]; then
+        [ -z "$_probe" ] || return 1
+        obstacle "$_n" "is not a directory, but the configuration puts files below it; remove it"
+    elif [ -d "$_n" ]; then
+        _o=$(stat -c %u -- "$_n") || die "cannot read the owner of $(at "$_n")"
+        if [ "$_o" != 0 ] && [ "$_o" != "$me" ] && [ "$_o" != "$_u" ]; then
+            [ -z "$_probe" ] || return 1
+            obstacle "$_n" "is owned by uid $_o; activation writes only into directories owned by root or by the owner of the file; fix its owner"
+        fi
+    fi
+    if [ ! -e "$_n" ]; then
+        [ -z "$_probe" ] || return 1
+        mkdir -m 0755 -- "./$_n" || die "cannot create $(at "$_n")"
+        [ "$shared" = 0 ] || chown -h "$_u:$_g" -- "./$_n" || die "cannot hand $(at "$_n") to uid $_u"
+    fi
+    cd -P -- "./$_n" || die "cannot enter $(at "$_n")"
+    [ "$(pwd -P)" = "$here/$_n" ] || { [ -z "$_probe" ] || return 1; die "$R${here#"$Rp"}/$_n moved while activation entered it; run activation again"; }
+    here=$here/$_n
+    # Shared: owned by a user, or writable by group or others (then anyone could have put things here).
+    _m=$(stat -c '%u %a' .) || die "cannot read the owner and mode of $(at .)"
+    set -- $_m
+    if { [ "$1" != 0 ] && [ "$1" != "$me" ]; } || [ $((0$2 & 022)) != 0 ]; then shared=1; else shared=0; fi
+}
+
+# enter DIR UID GID [probe]: makes DIR (relative to the root; "" for the root itself) the current
+# directory, one checked component at a time.
+enter() {
+    _dir=$1
+    # Already there, and only root can have changed it since.
+    [ "$shared" = 0 ] && [ "$here" = "$Rp${_dir:+/$_dir}" ] && return 0
+    cd -P -- "$Rp/" || die "cannot enter the root $root"
+    here=$Rp
+    shared=0
+    while [ -n "$_dir" ]; do
+        _c=${_dir%%/*}
+        case $_dir in */*) _dir=${_dir#*/} ;; *) _dir= ;; esac
+        step "$_c" "$2" "$3" ${4:-} || { here=-; return 1; }
+    done
+}
+
+# Moves the private file f (the current directory is the private one) over NAME of the parent.
+# busybox mv will not rename a file over a link to a directory, so such a link goes first.
+replace() { # NAME
+    mv -Tf f "../$1" 2>/dev/null && return 0
+    [ -L "../$1" ] && rm -f -- "../$1" && mv -Tf f "../$1"
+}
+# put_file SRC NAME MODE UID GID: installs a copy of SRC as NAME in the current directory.
+put_file() {
+    if [ -d "$2" ] && [ ! -L "$2" ]; then
+        obstacle "$2" "is a directory, but the configuration puts a file there; remove it"
+    fi
+    _p=$(mktemp -d "./.pideploy-XXXXXX") || die "cannot create a temporary directory in $(at .)"
+    cd -P -- "$_p" && [ "$(pwd -P)" = "$here/${_p#./}" ] || die "$(at "${_p#./}") moved while activation wrote $(at "$2"); run activation again"
+    { cat -- "$1" > f && chown -h "$4:$5" f && chmod "$3" f && replace "$2"; } || die "cannot write $(at "$2")"
+    cd -P .. || die "cannot return to $(at .)"
+    rmdir -- "$_p" 2>/dev/null || true
+}
+# put_link TARGET NAME: points NAME in the current directory (only root can write here) at TARGET.
+put_link() {
+    if [ -d "$2" ] && [ ! -L "$2" ]; then
+        obstacle "$2" "is a directory, but this generation puts a link there; remove it"
+    fi
+    _p=$(mktemp -u "./.pideploy-XXXXXX") || die "cannot pick a temporary name in $(at .)"
+    ln -s -- "$1" "$_p" || die "cannot create a link in $(at .)"
+    mv -Tf -- "$_p" "./$2" 2>/dev/null && return 0
+    { [ -L "$2" ] && rm -f -- "./$2" && mv -Tf -- "$_p" "./$2"; } || { rm -f -- "$_p"; die "cannot replace $(at "$2")"; }
 }
 
 for d in dev proc sys run tmp root home mnt var var/log var/tmp etc boot boot/firmware pideploy/var; do
-    mkdir -p "$R/$d"
+    enter "$d" 0 0
 done
-chmod 1777 "$R/tmp" "$R/var/tmp"
-chmod 0700 "$R/root"
+enter tmp 0 0 && chmod 1777 .
+enter var/tmp 0 0 && chmod 1777 .
+enter root 0 0 && chmod 0700 .
 
 # The FHS directories resolve through the running generation's package set.
+enter "" 0 0
 for d in bin sbin lib usr; do
     want=/run/current-system/sw/$d
-    if [ -L "$R/$d" ]; then
-        [ "$(readlink "$R/$d")" = "$want" ] || swap_link "$want" "$R/$d"
-    elif [ -e "$R/$d" ]; then
-        echo "activate: $R/$d is a real directory, but pideploy manages /$d as a link; move it away" >&2
-        exit 1
+    if [ -L "$d" ]; then
+        [ "$(readlink -- "$d")" = "$want" ] || put_link "$want" "$d"
+    elif [ -e "$d" ]; then
+        die "$R/$d is a real directory, but pideploy manages /$d as a link; move it away"
     else
-        ln -s "$want" "$R/$d"
+        put_link "$want" "$d"
     fi
 done
-swap_link "$sys" "$R/run/current-system"
+enter run 0 0 && put_link "$sys" current-system
 
 # /etc: generated files are links into /etc/static (this generation's etc), except the few that
 # must be real files with their own modes.
-swap_link "$etc_store" "$R/etc/static"
+enter etc 0 0 && put_link "$etc_store" static
 while read -r kind path mode uid gid; do
-    mkdir -p "$(dirname "$R/etc/$path")"
+    case $path in */*) dir=etc/${path%/*} ;; *) dir=etc ;; esac
+    name=${path##*/}
+    enter "$dir" 0 0
     case "$kind" in
-        link) [ "$(readlink "$R/etc/$path" 2>/dev/null)" = "/etc/static/$path" ] || swap_link "/etc/static/$path" "$R/etc/$path" ;;
-        copy) install_file "$R$etc_store/$path" "$R/etc/$path" "$mode" "$uid" "$gid" ;;
-        *) echo "activate: bad line in etc-files: $kind $path" >&2; exit 1 ;;
+        link) [ "$(readlink -- "$name" 2>/dev/null)" = "/etc/static/$path" ] || put_link "/etc/static/$path" "$name" ;;
+        copy) put_file "$Rp$etc_store/$path" "$name" "$mode" "$uid" "$gid" ;;
+        *) die "bad line in etc-files: $kind $path" ;;
     esac
 done < "$data/etc-files"
-# Links the previous generation made that this one does not have.
-if [ -f "$R/pideploy/var/etc-files" ]; then
+# Links the previous generation made that this one does not have (compared as fixed strings).
+if [ -f "$Rp/pideploy/var/etc-files" ]; then
     while read -r kind path rest; do
         [ "$kind" = link ] || continue
-        grep -q "^link $path\$" "$data/etc-files" && continue
-        if [ "$(readlink "$R/etc/$path" 2>/dev/null)" = "/etc/static/$path" ]; then rm -f "$R/etc/$path"; fi
-    done < "$R/pideploy/var/etc-files"
+        grep -Fxq -- "link $path" "$data/etc-files" && continue
+        case $path in */*) dir=etc/${path%/*} ;; *) dir=etc ;; esac
+        name=${path##*/}
+        enter "$dir" 0 0 probe || continue
+        if [ "$(readlink -- "$name" 2>/dev/null)" = "/etc/static/$path" ]; then rm -f -- "./$name" || true; fi
+    done < "$Rp/pideploy/var/etc-files"
 fi
-install_file "$data/etc-files" "$R/pideploy/var/etc-files" 0644 0 0
-mkdir -p "$R/etc/dropbear"
-chmod 0700 "$R/etc/dropbear"
+enter pideploy/var 0 0 && put_file "$data/etc-files" etc-files 0644 0 0
+enter etc/dropbear 0 0 && chmod 0700 .
 
-# Users: home directories and authorized keys.
+# Users: home directories and authorized keys. /home is root's, so the home itself can only be what
+# root made; inside it, the user owns everything.
 while read -r name uid gid home; do
-    mkdir -p "$R$home/.ssh"
-    chown "$uid:$gid" "$R$home" "$R$home/.ssh"
-    chmod 0700 "$R$home" "$R$home/.ssh"
-    install_file "$data/keys/$name" "$R$home/.ssh/authorized_keys" 0600 "$uid" "$gid"
+    h=${home#/}
+    enter "${h%/*}" 0 0
+    n=${h##*/}
+    if [ -L "$n" ] || { [ -e "$n" ] && [ ! -d "$n" ]; }; then
+        die "$(at "$n") is not a directory, but it is the home of $name; remove it"
+    fi
+    [ -e "$n" ] || mkdir -m 0700 -- "./$n" || die "cannot create $(at "$n")"
+    cd -P -- "./$n" && [ "$(pwd -P)" = "$here/$n" ] || die "cannot enter $(at "$n")"
+    here=$here/$n
+    chown -h "$uid:$gid" . && chmod 0700 . || die "cannot hand $here to $name"
+    shared=1
+    step .ssh "$uid" "$gid"
+    chown -h "$uid:$gid" . && chmod 0700 . || die "cannot hand $(at .) to $name"
+    shared=1
+    put_file "$data/keys/$name" authorized_keys 0600 "$uid" "$gid"
 done < "$data/users"
 
 # Files from the config, with their owners and modes.
 while read -r src dest mode uid gid; do
-    mkdir -p "$(dirname "$R$dest")"
-    install_file "$data/files/$src" "$R$dest" "$mode" "$uid" "$gid"
+    rel=${dest#/}
+    case $rel in */*) dir=${rel%/*} ;; *) dir= ;; esac
+    enter "$dir" "$uid" "$gid"
+    put_file "$data/files/$src" "${rel##*/}" "$mode" "$uid" "$gid"
 done < "$data/files.list"
 # Files the previous generation installed that this one does not have go (a rollback must not keep
-# a newer generation's files). Only paths pideploy recorded are touched.
-if [ -f "$R/pideploy/var/files.list" ]; then
-    while read -r src dest rest; do
-        awk -v d="$dest" '$2 == d { found = 1 } END { exit !found }' "$data/files.list" && continue
-        rm -f "$R$dest"
-    done < "$R/pideploy/var/files.list"
+# a newer generation's files). Only paths pideploy recorded are touched, and a directory never.
+if [ -f "$Rp/pideploy/var/files.list" ]; then
+    while read -r src dest mode uid gid; do
+        cut -d ' ' -f 2 "$data/files.list" | grep -Fxq -- "$dest" && continue
+        rel=${dest#/}
+        case $rel in */*) dir=${rel%/*} ;; *) dir= ;; esac
+        name=${rel##*/}
+        enter "$dir" "$uid" "$gid" probe || continue
+        if [ -L "$name" ] || { [ -e "$name" ] && [ ! -d "$name" ]; }; then rm -f -- "./$name" 2>/dev/null || true; fi
+    done < "$Rp/pideploy/var/files.list"
 fi
-install_file "$data/files.list" "$R/pideploy/var/files.list" 0644 0 0
+enter pideploy/var 0 0 && put_file "$data/files.list" files.list 0644 0 0
+cd /
 
-# setuid wrappers live outside the store (store files never carry setuid bits).
+# setuid wrappers live outside the store (store files never carry setuid bits). /run/wrappers is
+# a root-only tmpfs that init mounted.
 if [ -s "$data/wrappers" ] && [ -z "$R" ]; then
-    mkdir -p /run/wrappers/bin.new
+    rm -rf /run/wrappers/bin.new
+    mkdir -m 0755 /run/wrappers/bin.new
     while read -r name src; do
         cp "$src" "/run/wrappers/bin.new/$name"
         chown 0:0 "/run/wrappers/bin.new/$name"
