@@ -25,7 +25,7 @@ dpkg-deb dpkg                        apt-get download and dpkg-deb handle the ar
 ar binutils                          ar writes foreign .deb archives for the .deb reader tests
 pkg-config pkg-config                finds liblzma and OpenSSL when the xz2 and ssh2 crates build
 rsync rsync                          the peer that benches/deploy.sh compares deploys with
-busybox busybox-static               tests/security_activate.rs runs activation with the target's shell and tools
+busybox busybox-static               tests/security_activate.rs runs activation with busybox, the target shell
 '
 need=
 for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do
