@@ -447,6 +447,23 @@ listing() {
     done)
 }
 
+# A directory root (`--target local:DIR`, `--root DIR`) may be a card tree someone else made, and
+# this runs as root on the deploying machine: a symbolic link where the agent writes would send
+# those writes anywhere. So every directory the agent writes below ROOT must be a real directory,
+# and nothing below them but the profile links may be a link. (On a Pi, ROOT is `/` and these
+# places are root's alone: the check is skipped there.) The read-only operations need no check.
+tree_guard() {
+    [ -n "$root" ] || return 0
+    for g_d in pideploy pideploy/store pideploy/var pideploy/var/db pideploy/var/db/valid \
+        pideploy/var/profiles pideploy/var/generations pideploy/var/lock boot boot/firmware run \
+        var var/lib var/lib/pideploy var/lib/pideploy/secrets; do
+        [ ! -L "$root/$g_d" ] || die "$root/$g_d is a symbolic link; pideploy writes there and will not follow it (was this tree made by someone else?); make it a real directory"
+    done
+    g_bad=$(find "$P/var" "$boot" "$root/var/lib/pideploy" -type l ! -path "$prof/*" 2>/dev/null | head -n1)
+    [ -z "$g_bad" ] || die "$g_bad is a symbolic link; pideploy writes there and will not follow it (was this tree made by someone else?); remove it"
+}
+case "$op" in query|generations|describe|doctor) ;; *) tree_guard ;; esac
+
 case "$op" in
 query)
     # One round trip: valid paths, generations, default, running system, lock holder, root= of the default entry.
