@@ -32,6 +32,8 @@ pub struct HarnessOptions {
     pub memory_mb: u32,
     /// More QEMU `-device` specs for every boot (see [`crate::VmConfig::extra_devices`]).
     pub extra_devices: Vec<String>,
+    /// More QEMU arguments for every boot (see [`crate::VmConfig::extra_args`]).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for HarnessOptions {
@@ -44,6 +46,7 @@ impl Default for HarnessOptions {
             extra_append: None,
             memory_mb: 1024,
             extra_devices: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -433,6 +436,7 @@ impl Harness {
             serial_log: serial_log.clone(),
             timeout: remaining,
             extra_devices: self.opts.extra_devices.clone(),
+            extra_args: self.opts.extra_args.clone(),
             watchdog,
         };
         let vm = Vm::start(&cfg).map_err(|source| HarnessError::Qemu { boot, source })?;

@@ -47,6 +47,8 @@ pub struct VmConfig {
     /// More `-device` specs (e.g. `virtio-rng-pci`), added after the disk and network. None may need
     /// an option ROM: nothing provides one (give `romfile=` for devices that would load one).
     pub extra_devices: Vec<String>,
+    /// More QEMU arguments, last (e.g. the `-chardev` a `virtconsole` device writes to).
+    pub extra_args: Vec<String>,
     /// The hardware watchdog the Pi firmware arms before the kernel (`kernel_watchdog_timeout`):
     /// see [`FirmwareWatchdog`].
     pub watchdog: Option<FirmwareWatchdog>,
@@ -87,6 +89,7 @@ impl VmConfig {
             serial_log,
             timeout: Duration::from_secs(60),
             extra_devices: Vec::new(),
+            extra_args: Vec::new(),
             watchdog: None,
         }
     }
@@ -139,6 +142,7 @@ impl VmConfig {
         for d in &self.extra_devices {
             args.extend(["-device".into(), d.clone()]);
         }
+        args.extend(self.extra_args.iter().cloned());
         if self.watchdog.is_some() {
             // `-action watchdog=reset` is QEMU's default, spelled out: the Pi's watchdog resets.
             args.extend([
@@ -495,10 +499,12 @@ mod tests {
             "-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0,romfile="
         ));
         cfg.extra_devices = vec!["virtio-rng-pci".into(), "usb-tablet".into()];
+        cfg.extra_args = vec!["-chardev".into(), "null,id=c".into()];
         assert!(cfg
             .args()
             .join(" ")
-            .ends_with("romfile= -device virtio-rng-pci -device usb-tablet"));
+            .ends_with("romfile= -device virtio-rng-pci -device usb-tablet -chardev null,id=c"));
+        cfg.extra_args.clear();
         assert!(!args.contains("i6300esb"));
         cfg.watchdog = Some(FirmwareWatchdog {
             open_timeout: Duration::from_secs(5),
