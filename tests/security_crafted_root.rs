@@ -1,7 +1,8 @@
 //! A directory target (`--target local:DIR`) may be a card tree someone else made, and the agent
 //! runs as root on the deploying machine: a symbolic link planted where the agent writes must never
 //! carry a write outside the tree. Each crafted tree is refused with one line naming the link, and
-//! the file or directory the link points at is left exactly as it was.
+//! the file or directory the link points at is left exactly as it was; a link inside the tree's own
+//! store is never read through into the tree's boot partition.
 
 mod common;
 
@@ -116,6 +117,63 @@ fn links_planted_where_the_agent_writes_are_refused_and_nothing_is_written_throu
             .file_type()
             .is_symlink());
     }
+
+    // A link inside the tree's own store, where a boot file of the generation should be: copying
+    // the boot entry would read this machine's file (as root) into the tree. Refused.
+    let root = w.join("tree-store-link");
+    run(Command::new("cp").arg("-a").arg(&pristine).arg(&root));
+    let top = fs::read_link(root.join("pideploy/var/profiles/system-1-link")).unwrap();
+    let in_tree = |p: &Path| root.join(p.strip_prefix("/").unwrap());
+    let entry = fs::read_to_string(in_tree(&top).join("boot/entry")).unwrap();
+    let src = entry
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    // Follow the generation's links the way the agent does: absolute targets inside the tree.
+    let mut file = in_tree(&top);
+    for part in src.split('/') {
+        file = file.join(part);
+        while let Ok(t) = fs::read_link(&file) {
+            file = if t.is_absolute() {
+                in_tree(&t)
+            } else {
+                file.parent().unwrap().join(t)
+            };
+        }
+    }
+    assert!(file.is_file(), "{}", file.display());
+    fs::remove_file(&file).unwrap();
+    symlink(&victim_file, &file).unwrap();
+    let out = env_for(&mut pideploy(), &cache, &store)
+        .args(["switch", "-c"])
+        .arg(&config)
+        .arg("--target")
+        .arg(format!("local:{}", root.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a boot file through a link was copied:\n{err}"
+    );
+    assert!(
+        err.contains("is not a regular file in the target's store")
+            || err.contains("resolves outside the target's store"),
+        "{err}"
+    );
+    let copied = Command::new("grep")
+        .args(["-rlx", "untouched"])
+        .arg(root.join("boot/firmware"))
+        .output()
+        .unwrap();
+    assert!(
+        copied.stdout.is_empty(),
+        "this machine's file reached the tree's boot partition: {}",
+        String::from_utf8_lossy(&copied.stdout)
+    );
 
     // The same tree without links deploys (the generation the image holds is already running there
     // as far as the tree says, so the switch changes nothing and says so).

@@ -33,11 +33,28 @@ resolve() { # TOPLEVEL REL -> physical path
     echo "$p"
 }
 
+# A directory target's store may be someone else's tree: the boot files of TOPLEVEL must be regular
+# files that really lie in that store, never a link out of it (root would copy this machine's files
+# into the tree). Checked before anything changes, and again when an entry is written.
+entry_check() { # TOPLEVEL
+    [ -n "$root" ] && [ -f "$root$1/boot/entry" ] || return 0
+    c_store="$(cd -P "$root" && pwd -P)/pideploy/store/"
+    while read -r c_dest c_src; do
+        c_f=$(resolve "$1" "$c_src")
+        case "$(cd -P "$(dirname "$c_f")" 2>/dev/null && pwd -P)/" in
+        "$c_store"*) ;;
+        *) die "boot file $c_src of $1 resolves outside the target's store ($c_f); this tree's store is not what pideploy wrote" ;;
+        esac
+        [ -f "$c_f" ] && [ ! -L "$c_f" ] || die "boot file $c_src of $1 is not a regular file in the target's store ($c_f); this tree's store is not what pideploy wrote"
+    done < "$root$1/boot/entry"
+}
+
 # gen-N/ on the boot partition: the files boot/entry lists and cmdline.txt, built beside and renamed.
 write_entry() { # N TOPLEVEL ROOTARG
     e=$boot/gen-$1
     rm -rf "$e.tmp"
     mkdir -p "$e.tmp"
+    entry_check "$2"
     while read -r dest src; do
         mkdir -p "$(dirname "$e.tmp/$dest")"
         cp "$(resolve "$2" "$src")" "$e.tmp/$dest"
@@ -570,6 +587,7 @@ switch)
     rm -f "$P"/var/outcome-* "$P"/var/confirm-*
     base=${top#/pideploy/store/}
     [ -f "$db/$base" ] || die "$top is not valid on the target (copy it first)"
+    entry_check "$top"
     mkdir -p "$prof" "$gens"
     # Secrets: every target checked before anything changes; `sprev` is how to go back.
     sprev=keep
@@ -778,6 +796,7 @@ rollback)
     link=$prof/system-$want-link
     [ -L "$link" ] || die "there is no generation $want (see pideploy generations)"
     top=$(readlink "$link")
+    entry_check "$top"
     # Its secrets come back with it (generations from before secret sets leave them as they are).
     if [ -f "$S/$want/list" ]; then
         sprev=keep
