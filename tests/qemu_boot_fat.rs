@@ -69,17 +69,8 @@ fn a_lost_cluster_chain_in_the_boot_fat_is_repaired_at_boot() {
         ),
     )
     .unwrap();
-    let (lock, cache, store) = (w.join("pideploy.lock"), w.join("cache"), w.join("store"));
-    lock_and_import(&config, &lock, &cache, &store);
     let image = w.join("pi.img");
-    run(env_for(&mut pideploy(), &cache, &store)
-        .arg("image")
-        .arg("--config")
-        .arg(&config)
-        .arg("--lock")
-        .arg(&lock)
-        .arg("-o")
-        .arg(&image));
+    build_image_in(w, &config, &image);
 
     let parts = partitions(&image);
     let (start, len) = (parts[0].0, parts[0].1);

@@ -39,17 +39,8 @@ fn every_login_console_gets_a_prompt_and_the_host_key_line() {
         ),
     )
     .unwrap();
-    let (lock, cache, store) = (w.join("pideploy.lock"), w.join("cache"), w.join("store"));
-    lock_and_import(&config, &lock, &cache, &store);
     let image = w.join("pi.img");
-    run(env_for(&mut pideploy(), &cache, &store)
-        .arg("image")
-        .arg("--config")
-        .arg(&config)
-        .arg("--lock")
-        .arg(&lock)
-        .arg("-o")
-        .arg(&image));
+    build_image_in(w, &config, &image);
 
     let hvc_log = w.join("hvc0.log");
     let opts = HarnessOptions {

@@ -31,17 +31,8 @@ fn module_only_devices_are_bound_and_listed_modules_load() {
         ),
     )
     .unwrap();
-    let (lock, cache, store) = (w.join("pideploy.lock"), w.join("cache"), w.join("store"));
-    lock_and_import(&config, &lock, &cache, &store);
     let image = w.join("pi.img");
-    run(env_for(&mut pideploy(), &cache, &store)
-        .arg("image")
-        .arg("--config")
-        .arg(&config)
-        .arg("--lock")
-        .arg(&lock)
-        .arg("-o")
-        .arg(&image));
+    let (_, store) = build_image_in(w, &config, &image);
 
     // The index was generated at build time, from the modules themselves.
     let kernels: Vec<_> = fs::read_dir(store.join("store"))

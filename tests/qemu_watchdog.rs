@@ -40,17 +40,8 @@ fn build() -> Built {
         ),
     )
     .unwrap();
-    let (lock, cache, store) = (w.join("pideploy.lock"), w.join("cache"), w.join("store"));
-    lock_and_import(&config, &lock, &cache, &store);
     let image = w.join("pi.img");
-    run(env_for(&mut pideploy(), &cache, &store)
-        .arg("image")
-        .arg("--config")
-        .arg(&config)
-        .arg("--lock")
-        .arg(&lock)
-        .arg("-o")
-        .arg(&image));
+    build_image_in(&w, &config, &image);
     Built {
         _dir: dir,
         w,

@@ -150,6 +150,26 @@ pub fn lock_and_import_with(
     run(&mut import);
 }
 
+/// Locks `config` (lock, cache and store in `dir`), imports its packages and builds `image` with
+/// `pideploy image --config --lock -o`. Returns the cache and store for later pideploy runs.
+pub fn build_image_in(dir: &Path, config: &Path, image: &Path) -> (PathBuf, PathBuf) {
+    let (lock, cache, store) = (
+        dir.join("pideploy.lock"),
+        dir.join("cache"),
+        dir.join("store"),
+    );
+    lock_and_import(config, &lock, &cache, &store);
+    run(env_for(&mut pideploy(), &cache, &store)
+        .arg("image")
+        .arg("--config")
+        .arg(config)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("-o")
+        .arg(image));
+    (cache, store)
+}
+
 /// A fresh ed25519 key pair (OpenSSH's ssh-keygen); returns (private key path, public key text).
 pub fn keypair(dir: &Path) -> (PathBuf, String) {
     let key = dir.join("id_ed25519");
