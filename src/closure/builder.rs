@@ -14,7 +14,7 @@ use sha2::Digest;
 use super::cpio::{write_newc, CpioEntry};
 use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
-use super::{glob, memo, modules, template::render};
+use super::{enabled, glob, memo, modules, template::render};
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {
@@ -126,6 +126,12 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
             BuildError::Config("the system needs busybox-static (board base_packages)".into())
         })?;
     let busybox = format!("{}/bin/busybox", busybox_pkg.absolute());
+    if !packages.contains_key("systemd") {
+        return Err(BuildError::Config(
+            "the system needs systemd as PID 1 (board base_packages: systemd, systemd-sysv, udev)"
+                .into(),
+        ));
+    }
 
     // 2. Kernel (+ initrd): unpack the kernel packages once into scratch space, unless both
     // results are remembered from an earlier build with the same inputs.
@@ -236,6 +242,10 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         Ok::<(), io::Error>(())
     })?;
 
+    let sw_phys = inp.store.physical(&sw);
+    let store_phys = sw_phys.parent().unwrap_or(&sw_phys).to_path_buf();
+    let units = enabled::unit_list(&plan.etc, &sw_phys, &store_phys)?;
+
     // 4. The toplevel.
     let toplevel = add_toplevel(
         inp,
@@ -248,6 +258,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
             sw: &sw,
             etc: &etc,
             plan: &plan,
+            units: &units,
             kernel_version: &kernel_version,
         },
     )?;
@@ -702,6 +713,7 @@ struct TopParts<'a> {
     sw: &'a StorePath,
     etc: &'a StorePath,
     plan: &'a etc::EtcPlan,
+    units: &'a str,
     kernel_version: &'a str,
 }
 
@@ -729,11 +741,8 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("activate", include_str!("scripts/activate.sh")),
         ("boot-tasks", include_str!("scripts/boot-tasks.sh")),
         ("ready", include_str!("scripts/ready.sh")),
-        ("shutdown-tasks", include_str!("scripts/shutdown-tasks.sh")),
         ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
         ("grow-root", include_str!("scripts/grow-root.sh")),
-        ("load-modules", include_str!("scripts/load-modules.sh")),
-        ("hotplug", include_str!("scripts/hotplug.sh")),
         (
             "watchdog-feeder",
             include_str!("scripts/watchdog-feeder.sh"),
@@ -761,18 +770,9 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         data: s.as_bytes().to_vec(),
         exec: false,
     };
-    files.insert(
-        "kernel-modules".into(),
-        text(
-            &cfg.boot
-                .kernel_modules
-                .iter()
-                .map(|m| format!("{m}\n"))
-                .collect::<String>(),
-        ),
-    );
     files.insert("activation/etc-files".into(), text(&t.plan.etc_files));
     files.insert("activation/users".into(), text(&t.plan.users));
+    files.insert("activation/units".into(), text(t.units));
     files.insert("activation/files.list".into(), text(&t.plan.files_list));
     files.insert("activation/wrappers".into(), text(&t.plan.wrappers));
     for (user, keys) in &t.plan.keys {

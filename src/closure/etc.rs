@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use pideploy_config::{HostConfig, Restart};
-use sha2::{Digest, Sha256};
+use pideploy_config::HostConfig;
 
-use super::template::render;
+use super::system_units;
 use crate::shell;
 
 /// One generated file.
@@ -27,12 +26,6 @@ impl GenFile {
         GenFile::File {
             data: s.into().into_bytes(),
             exec: false,
-        }
-    }
-    fn script(s: impl Into<String>) -> Self {
-        GenFile::File {
-            data: s.into().into_bytes(),
-            exec: true,
         }
     }
 }
@@ -94,22 +87,40 @@ fn resolve_id(kind: &str, name: &str, ids: &BTreeMap<String, u32>) -> Result<u32
     })
 }
 
-/// The inittab line giving `tty` a login prompt: a virtual terminal (`tty1`) runs at the console's
-/// own speed, a serial line (`ttyAMA10`, `ttyS0`, `console`) at 115200 baud without modem control.
-fn getty_line(tty: &str) -> Result<String, String> {
-    if tty.is_empty() || !tty.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "board login_consoles: {tty:?} is not a terminal name like ttyAMA10 or tty1"
-        ));
+/// Directories of /etc that are one link to the generation's copy, not a directory of links: systemd
+/// reads an alias (`default.target` → `…/multi-user.target`) as an alias only when the link itself
+/// sits in a unit directory, not behind a second link through /etc/static (as NixOS links it).
+const LINKED_DIRS: &[&str] = &["systemd/system"];
+
+/// `activation/etc-files`: how activation installs each path of the generated /etc: most files are
+/// links into /etc/static; the account files and sudoers must be real files with their own modes;
+/// the `LINKED_DIRS` are one link each.
+pub fn install_lines(etc: &BTreeMap<String, GenFile>) -> String {
+    let copies: BTreeMap<&str, &str> = BTreeMap::from([
+        ("passwd", "0644"),
+        ("group", "0644"),
+        ("shadow", "0600"),
+        ("sudoers", "0440"),
+    ]);
+    let mut out = String::new();
+    let mut dirs_done: Vec<&str> = Vec::new();
+    for path in etc.keys() {
+        if let Some(d) = LINKED_DIRS
+            .iter()
+            .find(|d| path.strip_prefix(**d).is_some_and(|r| r.starts_with('/')))
+        {
+            if !dirs_done.contains(d) {
+                dirs_done.push(d);
+                out += &format!("link {d}\n");
+            }
+            continue;
+        }
+        out += &match copies.get(path.as_str()) {
+            Some(mode) => format!("copy {path} {mode} 0 0\n"),
+            None => format!("link {path}\n"),
+        };
     }
-    let vt = tty
-        .strip_prefix("tty")
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    Ok(if vt {
-        format!("{tty}::respawn:/run/busybox/getty 38400 {tty} linux\n")
-    } else {
-        format!("{tty}::respawn:/run/busybox/getty -L 115200 {tty} vt100\n")
-    })
+    out
 }
 
 /// Builds the etc plan. Errors are single sentences naming the config field to fix.
@@ -118,7 +129,6 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         return Err("network.wifi: Wi-Fi is not supported by this version yet; use ethernet (remove [network.wifi])".into());
     }
     let mut p = EtcPlan::default();
-    let bb = ctx.busybox;
 
     // Groups: root, one primary group per user (gid = uid), supplementary groups.
     let mut gids: BTreeMap<String, u32> = BTreeMap::from([("root".into(), 0)]);
@@ -243,96 +253,40 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         .collect();
     e.insert("pideploy/system.env".into(), GenFile::text(env));
 
-    // Services: the ssh server and DHCP client are services like the configured ones.
-    let mut services: Vec<(String, Vec<String>, Restart, String)> = Vec::new();
-    if cfg.ssh.enable {
-        let mut argv: Vec<String> = ["/usr/sbin/dropbear", "-F", "-E", "-p"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        argv.push(cfg.ssh.port.to_string());
-        argv.extend([
-            "-r".into(),
-            "/etc/dropbear/dropbear_ed25519_host_key".into(),
-        ]);
-        if !cfg.ssh.password_authentication {
-            argv.push("-s".into());
-        }
-        if !cfg.ssh.permit_root_login {
-            argv.push("-w".into());
-        }
-        services.push(("sshd".into(), argv, Restart::Always, "root".into()));
+    // systemd: pideploy's own units, its settings, and the modules loaded at every boot.
+    let units = system_units::plan(cfg, ctx.consoles)?;
+    for (name, text) in units.files {
+        e.insert(format!("systemd/system/{name}"), GenFile::text(text));
     }
-    if eth.dhcp {
-        let argv = [
-            "udhcpc",
-            "-f",
-            "-i",
-            "eth0",
-            "-s",
-            "/run/current-system/udhcpc.script",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        services.push(("dhcp".into(), argv, Restart::Always, "root".into()));
+    for (name, target) in units.links {
+        e.insert(format!("systemd/system/{name}"), GenFile::Link(target));
+    }
+    // Interfaces keep the kernel's names (eth0, wlan0, as on Raspberry Pi OS) rather than udev's
+    // "predictable" ones: masking 99-default.link is the switch systemd.link(5) documents.
+    e.insert(
+        "systemd/network/99-default.link".into(),
+        GenFile::Link("/dev/null".into()),
+    );
+    for (name, text) in system_units::settings() {
+        e.insert(format!("systemd/{name}"), GenFile::text(text));
+    }
+    if !cfg.boot.kernel_modules.is_empty() {
+        let list: String = cfg
+            .boot
+            .kernel_modules
+            .iter()
+            .map(|m| format!("{m}\n"))
+            .collect();
+        e.insert("modules-load.d/pideploy.conf".into(), GenFile::text(list));
     }
     for s in &cfg.services {
-        if services.iter().any(|(n, ..)| *n == s.name) {
+        if s.name.starts_with("pideploy-") {
             return Err(format!(
-                "services: the name {:?} is used by pideploy itself; pick another",
+                "services: the name {:?} is used by pideploy itself (pideploy-*); pick another",
                 s.name
             ));
         }
-        services.push((s.name.clone(), s.command.clone(), s.restart, s.user.clone()));
     }
-    let mut inittab = String::from(
-        "# Generated by pideploy. busybox init reads this; services are managed from pi.toml.\n\
-         ::sysinit:/run/current-system/boot-tasks\n",
-    );
-    for (name, argv, restart, user) in &services {
-        let cmd = shell::join(argv);
-        let run = if user == "root" {
-            format!("exec {cmd}")
-        } else {
-            resolve_id("services user", user, &uids)?;
-            format!(
-                "exec su -s /bin/sh {} -c {}",
-                shell::quote(user),
-                shell::quote(&format!("exec {cmd}"))
-            )
-        };
-        let body = match restart {
-            // on-failure: a clean exit parks the wrapper so init does not start it again.
-            Restart::OnFailure => format!(
-                "{cmd_sub}\nrc=$?\n[ $rc -ne 0 ] || exec sleep 2147483647\nsleep 1\nexit $rc",
-                cmd_sub = run.trim_start_matches("exec ")
-            ),
-            _ => run,
-        };
-        let script = render(
-            include_str!("scripts/service.sh"),
-            &[("BUSYBOX", bb), ("NAME", name), ("BODY", &body)],
-        )?;
-        let digest = hex::encode(Sha256::digest(script.as_bytes()));
-        e.insert(format!("pideploy/services/{name}"), GenFile::script(script));
-        e.insert(
-            format!("pideploy/services/{name}.digest"),
-            GenFile::text(format!("{digest}\n")),
-        );
-        let action = if *restart == Restart::No {
-            "once"
-        } else {
-            "respawn"
-        };
-        inittab += &format!("::{action}:/etc/pideploy/services/{name}\n");
-    }
-    inittab += "::once:/run/current-system/ready\n";
-    for c in ctx.consoles {
-        inittab += &getty_line(c)?;
-    }
-    inittab += "::ctrlaltdel:/run/busybox/reboot\n::shutdown:/run/current-system/shutdown-tasks\n";
-    e.insert("inittab".into(), GenFile::text(inittab));
 
     if let Some(sudo) = ctx.sudo {
         e.insert(
@@ -353,19 +307,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         );
     }
 
-    // How activation installs each etc file: most are links; these must be real files.
-    let copies: BTreeMap<&str, &str> = BTreeMap::from([
-        ("passwd", "0644"),
-        ("group", "0644"),
-        ("shadow", "0600"),
-        ("sudoers", "0440"),
-    ]);
-    for path in p.etc.keys() {
-        p.etc_files += &match copies.get(path.as_str()) {
-            Some(mode) => format!("copy {path} {mode} 0 0\n"),
-            None => format!("link {path}\n"),
-        };
-    }
+    p.etc_files = install_lines(&p.etc);
 
     for (i, f) in cfg.files.iter().enumerate() {
         if f.path.chars().any(char::is_whitespace) {
@@ -417,74 +359,25 @@ mod tests {
         assert!(text("passwd").contains("pi:x:1000:1000::/home/pi:/bin/sh"));
         assert!(text("group").contains("sudo:x:27:pi"));
         assert!(text("shadow").starts_with("root:*:"));
-        assert!(text("inittab").contains("::respawn:/etc/pideploy/services/sshd"));
-        assert!(text("inittab").contains("::respawn:/etc/pideploy/services/dhcp"));
-        assert!(text("inittab")
-            .contains("\nttyAMA0::respawn:/run/busybox/getty -L 115200 ttyAMA0 vt100\n"));
+        assert_eq!(
+            text("systemd/system/multi-user.target.wants/pideploy-sshd.service"),
+            "/etc/systemd/system/pideploy-sshd.service"
+        );
+        assert!(text("systemd/system/pideploy-sshd.service").contains("/usr/sbin/dropbear -F -E -p 22"));
+        assert!(!p.etc.contains_key("inittab"));
         assert!(text("pideploy/system.env").contains("LOGIN_CONSOLES=ttyAMA0\n"));
-        assert!(text("pideploy/services/sshd").contains("exec /usr/sbin/dropbear -F -E -p 22"));
         assert!(p.etc_files.contains("copy shadow 0600 0 0"));
         assert!(p.etc_files.contains("link hostname"));
+        assert_eq!(p.etc_files.matches("link systemd/system").count(), 1);
+        assert!(p.etc_files.contains("\nlink systemd/system\n"));
         assert_eq!(p.users, "pi 1000 1000 /home/pi\n");
         assert!(p.keys["pi"].starts_with("ssh-ed25519 "));
         assert!(p.wrappers.starts_with("sudo "));
     }
 
-    /// The Pi 5: a login prompt on the debug UART and on HDMI, each with the right getty.
     #[test]
-    fn every_login_console_gets_a_getty() {
-        let cfg = HostConfig::default_for("rpi5", vec![]);
-        let consoles = ["ttyAMA10".to_string(), "tty1".to_string()];
-        let p = plan(
-            &cfg,
-            &EtcContext {
-                consoles: &consoles,
-                ..ctx()
-            },
-        )
-        .unwrap();
-        let GenFile::File { data, .. } = &p.etc["inittab"] else {
-            panic!("inittab is a file")
-        };
-        let inittab = String::from_utf8(data.clone()).unwrap();
-        assert!(
-            inittab.contains("\nttyAMA10::respawn:/run/busybox/getty -L 115200 ttyAMA10 vt100\n")
-        );
-        assert!(inittab.contains("\ntty1::respawn:/run/busybox/getty 38400 tty1 linux\n"));
-        let bad = ["tty1; reboot".to_string()];
-        let err = plan(
-            &cfg,
-            &EtcContext {
-                consoles: &bad,
-                ..ctx()
-            },
-        )
-        .err()
-        .unwrap();
-        assert!(err.contains("login_consoles"), "{err}");
-    }
-
-    #[test]
-    fn service_argv_is_quoted_and_unknown_owner_refused() {
+    fn unknown_file_owner_refused() {
         let mut cfg = HostConfig::default_for("qemu-aarch64", vec![]);
-        cfg.services.push(pideploy_config::Service {
-            name: "hello".into(),
-            command: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo 'hi there' > /tmp/x".into(),
-            ],
-            restart: Restart::Always,
-            user: "root".into(),
-        });
-        let p = plan(&cfg, &ctx()).unwrap();
-        let GenFile::File { data, exec } = &p.etc["pideploy/services/hello"] else {
-            panic!()
-        };
-        assert!(exec);
-        assert!(String::from_utf8_lossy(data)
-            .contains(r"exec /bin/sh -c 'echo '\''hi there'\'' > /tmp/x'"));
-
         cfg.files.push(pideploy_config::FileSpec {
             path: "/etc/motd".into(),
             content: Some("hi".into()),

@@ -7,11 +7,13 @@
 
 mod builder;
 pub mod cpio;
+mod enabled;
 mod error;
 pub mod etc;
 mod glob;
 mod memo;
 pub mod modules;
+pub mod system_units;
 mod template;
 
 pub use builder::{build_system, wanted_packages, BuiltSystem, SystemInputs};

@@ -2,7 +2,7 @@
 # Applies generation @SYSTEM@ to a root (default /). Idempotent: running it twice changes nothing the
 # second time. Every replacement of a link or file is made under a fresh name and renamed into place.
 #   activate [--root DIR] [--boot]
-# --boot: called by the generation's own init (services are started by init afterwards, not restarted here).
+# --boot: called by the generation's own stage 2 before systemd starts (units are started by systemd then).
 #
 # This runs as root while users own their homes, so it never follows a link or re-resolves a path
 # someone else could change (docs/ARCHITECTURE.md, "Activation"):
@@ -223,7 +223,6 @@ if [ -f "$Rp/pideploy/var/files.list" ]; then
     done < "$Rp/pideploy/var/files.list"
 fi
 enter pideploy/var 0 0 && put_file "$data/files.list" files.list 0644 0 0
-cd /
 
 # setuid wrappers live outside the store (store files never carry setuid bits). /run/wrappers is
 # a root-only tmpfs that init mounted.
@@ -241,19 +240,46 @@ if [ -s "$data/wrappers" ] && [ -z "$R" ]; then
     rm -rf /run/wrappers/bin.old
 fi
 
-# A live switch: busybox init re-reads /etc/inittab on SIGHUP; services whose definition changed
-# are restarted by ending them (init respawns them with the new definition).
-if [ "$boot" = 0 ] && [ -z "$R" ] && [ -d /proc/1 ]; then
-    kill -HUP 1 2>/dev/null || true
-    if [ -d /run/pideploy/services ]; then
-        for f in /run/pideploy/services/*.digest; do
-            [ -e "$f" ] || continue
-            name=$(basename "$f" .digest)
-            new=$(cat "/etc/pideploy/services/$name.digest" 2>/dev/null || echo gone)
-            if [ "$(cat "$f")" != "$new" ] && [ -f "/run/pideploy/services/$name.pid" ]; then
-                kill "$(cat "/run/pideploy/services/$name.pid")" 2>/dev/null || true
-            fi
-        done
+# Units (activation/units: `UNIT DIGEST [boot]`, the generation's enabled units; the digest covers
+# the unit file and the package that ships it). The list in effect is recorded first, so a failure
+# below reverts through the previous generation's activation, which compares against it.
+# On a live switch with systemd as PID 1 (sd_booted(3): /run/systemd/system exists), like NixOS's
+# switch-to-configuration: units gone are stopped, changed ones restarted, new ones started, the
+# rest left alone. `boot` units (root grow, boot tasks, readiness marker) run at boot only: running
+# the boot tasks again would clear the lock this deploy holds.
+old_units=$Rp/pideploy/var/units
+stop= restart= start=
+if [ -f "$old_units" ]; then
+    while read -r u d rest; do
+        awk -v u="$u" '$1 == u { f = 1 } END { exit !f }' "$data/units" || stop="$stop $u"
+    done < "$old_units"
+fi
+while read -r u d rest; do
+    [ "$rest" != boot ] || continue
+    o=
+    [ ! -f "$old_units" ] || o=$(awk -v u="$u" '$1 == u { print $2; exit }' "$old_units")
+    if [ -z "$o" ]; then start="$start $u"; elif [ "$o" != "$d" ]; then restart="$restart $u"; fi
+done < "$data/units"
+enter pideploy/var 0 0 && put_file "$data/units" units 0644 0 0
+cd / && here=-
+if [ "$boot" = 0 ] && [ -z "$R" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || die "systemctl daemon-reload failed; the previous generation is restored"
+    if [ -n "$stop" ]; then
+        echo "pideploy: stopping$stop"
+        # shellcheck disable=SC2086
+        systemctl stop $stop || echo "activate: warning: stopping$stop reported an error" >&2
     fi
+    if [ -n "$restart" ]; then
+        echo "pideploy: restarting$restart"
+        # shellcheck disable=SC2086
+        systemctl restart $restart || die "restarting$restart failed (see: journalctl -b -u UNIT, or pideploy logs)"
+    fi
+    if [ -n "$start" ]; then
+        echo "pideploy: starting$start"
+        # shellcheck disable=SC2086
+        systemctl start $start || die "starting$start failed (see: journalctl -b -u UNIT, or pideploy logs)"
+    fi
+elif [ "$boot" = 0 ] && [ -z "$R" ]; then
+    echo "pideploy: PID 1 is not systemd (a generation from before systemd runs): this generation's services start at the next boot" >&2
 fi
 echo "pideploy: activated $sys"

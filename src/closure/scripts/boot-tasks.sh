@@ -1,16 +1,10 @@
 #!@BUSYBOX@ sh
-# Boot tasks of a pideploy system, run once by busybox init (sysinit): the first-boot root grow,
-# hostname, loopback, network, the boot partition at /boot/firmware, and the ssh host key (printed to
-# the console so the first connection can be checked against it).
+# Boot tasks of a pideploy system (pideploy-boot.service, before the network and the ssh server):
+# a static address, the boot partition at /boot/firmware, a deploy left pending, and the ssh host key
+# (printed to the console so the first connection can be checked against it). systemd sets the host
+# name and brings up lo; udev loads the modules devices ask for, systemd-modules-load the config's.
 set -u
 . /etc/pideploy/system.env
-# First: it may reboot once (first boot on a bigger card), which is clean only before anything runs.
-/run/current-system/grow-root || echo "pideploy: warning: grow-root failed unexpectedly; the root keeps its size"
-hostname -F /etc/hostname
-# >>> kernel modules (src/closure/scripts/load-modules.sh): before the network, whose driver may be one.
-/run/current-system/load-modules || echo "pideploy: warning: loading kernel modules failed"
-# <<< kernel modules
-ip link set lo up
 
 ip link set "$NET_IFACE" up 2>/dev/null || echo "pideploy: warning: no network interface $NET_IFACE"
 if [ "$NET_MODE" = static ]; then
@@ -31,8 +25,8 @@ for p in "$(dirname "$part")"/*/partition; do
 done
 # The boot FAT is checked and repaired before it is mounted writable: a power cut while a deploy
 # wrote a boot entry leaves lost clusters or a dirty bit that the kernel's vfat neither repairs nor
-# clears, and a later write could spread the damage (busybox init runs no fsck, so the kernel's
-# fsck.repair= would do nothing). fsck.fat exits 0 when it found nothing, 1 when it found (and
+# clears, and a later write could spread the damage (the FAT is mounted here, not from fstab, so
+# systemd-fsck never sees it). fsck.fat exits 0 when it found nothing, 1 when it found (and
 # with -a repaired) errors, 2 on a usage error (dosfstools' fsck.fat(8), EXIT STATUS).
 fsck_boot() {
     out=$(fsck.fat -a "$1" 2>&1)

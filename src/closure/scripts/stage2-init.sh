@@ -1,6 +1,7 @@
 #!@BUSYBOX@ sh
 # pideploy stage 2: PID 1 of generation @SYSTEM@. Mount the kernel filesystems, activate this generation,
-# then hand PID 1 to busybox init, which runs /etc/inittab (boot tasks, services, getty, shutdown).
+# then hand PID 1 to systemd, which starts the generation's units (boot tasks, services, getty) and
+# runs the shutdown. Activation comes first so systemd reads this generation's /etc from its start.
 bb=@BUSYBOX@
 sys=$($bb dirname "$0")
 # A failed boot never waits for someone. With pideploy.fail=reboot (the rpi5 board's command line:
@@ -54,7 +55,17 @@ case " $($bb cat /proc/cmdline) " in
 esac
 $bb ln -sfn "$sys" /run/booted-system
 $bb ln -sfn "$sys" /run/current-system
+# A machine id of its own, made once on the card: an empty one would make systemd treat every boot
+# as the first (ConditionFirstBoot) and an id in the image would be shared by every card flashed
+# from it. machine-id(5): 32 lower-case hex digits and a newline.
+if ! $bb grep -qx '[0-9a-f]\{32\}' /etc/machine-id 2>/dev/null; then
+    id=$($bb tr -d '-' < /proc/sys/kernel/random/uuid)
+    { echo "$id" > /etc/machine-id.tmp && $bb mv -f /etc/machine-id.tmp /etc/machine-id; } 2>/dev/null \
+        || echo "pideploy: warning: cannot write /etc/machine-id; systemd makes a transient one"
+fi
 echo "pideploy: activating $sys"
 "$sys/activate" --boot || fail "activation of $sys failed"
-exec $bb init
-fail "cannot start busybox init"
+systemd=$sys/sw/lib/systemd/systemd
+[ -x "$systemd" ] || fail "this generation has no systemd ($systemd)"
+exec "$systemd"
+fail "cannot start systemd"

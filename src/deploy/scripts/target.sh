@@ -440,9 +440,15 @@ revert() { # WHY
     if [ "$kind" = tryboot ] && [ -z "$root" ]; then reboot_with ""; fi
 }
 
-# Reboots, passing ARG to reboot(2) (`0 tryboot` asks the Pi firmware for a one-shot tryboot). The
-# running system's shutdown tasks read the argument; busybox's reboot cannot pass one itself.
+# Reboots, passing ARG to reboot(2) (`0 tryboot` asks the Pi firmware for a one-shot tryboot).
+# systemd passes it itself (systemctl(1): reboot [arg]); a system from before systemd had busybox
+# init, whose shutdown tasks read the argument from /run/pideploy/reboot-arg.
 reboot_with() { # ARG
+    if [ -d /run/systemd/system ]; then
+        sync
+        systemctl reboot ${1:+"$1"}
+        return
+    fi
     mkdir -p /run/pideploy
     if [ -n "$1" ]; then echo "$1" > /run/pideploy/reboot-arg; else rm -f /run/pideploy/reboot-arg; fi
     sync
@@ -739,7 +745,7 @@ health)
 reboot)
     # reboot ROOT ARG: answers, then reboots (with ARG for reboot(2), e.g. `0 tryboot`).
     [ -z "$root" ] || die "a directory root ($root) cannot be rebooted"
-    if [ -n "$1" ] && ! command -v perl > /dev/null; then
+    if [ -n "$1" ] && [ ! -d /run/systemd/system ] && ! command -v perl > /dev/null; then
         die "the running system cannot pass '$1' to reboot (perl-base is missing); deploy with --reboot once"
     fi
     setsid sh "$self" reboot-now "" "$1" < /dev/null > /dev/null 2>&1 &
