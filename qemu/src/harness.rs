@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::boot_source::{BootSource, BootSourceError};
 use crate::firmware::{self, BootSelection, FirmwareError, FirmwareInput, Model};
-use crate::runner::{FirmwareWatchdog, QemuError, Vm, VmConfig};
+use crate::runner::{FirmwareWatchdog, Forward, QemuError, Vm, VmConfig};
 
 /// How the harness runs.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct HarnessOptions {
     pub extra_devices: Vec<String>,
     /// More QEMU arguments for every boot (see [`crate::VmConfig::extra_args`]).
     pub extra_args: Vec<String>,
+    /// More ports forwarded to the guest (see [`crate::VmConfig::forwards`]).
+    pub forwards: Vec<Forward>,
 }
 
 impl Default for HarnessOptions {
@@ -47,6 +49,7 @@ impl Default for HarnessOptions {
             memory_mb: 1024,
             extra_devices: Vec::new(),
             extra_args: Vec::new(),
+            forwards: Vec::new(),
         }
     }
 }
@@ -437,6 +440,7 @@ impl Harness {
             timeout: remaining,
             extra_devices: self.opts.extra_devices.clone(),
             extra_args: self.opts.extra_args.clone(),
+            forwards: self.opts.forwards.clone(),
             watchdog,
         };
         let vm = Vm::start(&cfg).map_err(|source| HarnessError::Qemu { boot, source })?;

@@ -22,4 +22,6 @@ pub use harness::{
     classify_end, guest_end, last_lines, BootRecord, GuestEnd, Harness, HarnessError,
     HarnessOptions, Outcome, RunEnd,
 };
-pub use runner::{free_port, FirmwareWatchdog, QemuError, Vm, VmConfig, WATCHDOG_OPENED_MARKER};
+pub use runner::{
+    free_port, FirmwareWatchdog, Forward, QemuError, Vm, VmConfig, WATCHDOG_OPENED_MARKER,
+};

@@ -49,9 +49,51 @@ pub struct VmConfig {
     pub extra_devices: Vec<String>,
     /// More QEMU arguments, last (e.g. the `-chardev` a `virtconsole` device writes to).
     pub extra_args: Vec<String>,
+    /// More ports forwarded from 127.0.0.1 to the guest (a web server on 80, mDNS on 5353/udp).
+    pub forwards: Vec<Forward>,
     /// The hardware watchdog the Pi firmware arms before the kernel (`kernel_watchdog_timeout`):
     /// see [`FirmwareWatchdog`].
     pub watchdog: Option<FirmwareWatchdog>,
+}
+
+/// A port of 127.0.0.1 forwarded to the guest's port (QEMU user networking's `hostfwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// `true` for UDP, `false` for TCP.
+    pub udp: bool,
+    /// Port on 127.0.0.1.
+    pub host: u16,
+    /// Port in the guest.
+    pub guest: u16,
+}
+
+impl Forward {
+    /// The `hostfwd=` value.
+    fn hostfwd(&self) -> String {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        format!("{proto}:127.0.0.1:{}-:{}", self.host, self.guest)
+    }
+}
+
+impl std::str::FromStr for Forward {
+    type Err = String;
+    /// `[tcp:|udp:]HOSTPORT:GUESTPORT`, e.g. `8080:80` or `udp:5353:5353`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (udp, rest) = match s.split_once(':') {
+            Some(("udp", r)) => (true, r),
+            Some(("tcp", r)) => (false, r),
+            _ => (false, s),
+        };
+        let bad =
+            || format!("{s:?} is not a forward: write [tcp:|udp:]HOSTPORT:GUESTPORT, e.g. 8080:80");
+        let (h, g) = rest.split_once(':').ok_or_else(bad)?;
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        Ok(Forward {
+            udp,
+            host: port(h)?,
+            guest: port(g)?,
+        })
+    }
 }
 
 /// What the line a guest prints once it holds `/dev/watchdog` starts with (the generation's
@@ -90,6 +132,7 @@ impl VmConfig {
             timeout: Duration::from_secs(60),
             extra_devices: Vec::new(),
             extra_args: Vec::new(),
+            forwards: Vec::new(),
             watchdog: None,
         }
     }
@@ -126,10 +169,13 @@ impl VmConfig {
             "-device".into(),
             "virtio-blk-pci,drive=d0".into(),
         ]);
-        let netdev = match self.ssh_port {
+        let mut netdev = match self.ssh_port {
             Some(port) => format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
             None => "user,id=n0".into(),
         };
+        for f in &self.forwards {
+            netdev += &format!(",hostfwd={}", f.hostfwd());
+        }
         // `romfile=` (empty): QEMU would otherwise load the iPXE option ROM `efi-virtio.rom`
         // (Debian's ipxe-qemu) and refuse to start without it. The guest boots by `-kernel`;
         // nothing ever network-boots, so no device here needs a ROM.
@@ -500,10 +546,17 @@ mod tests {
         ));
         cfg.extra_devices = vec!["virtio-rng-pci".into(), "usb-tablet".into()];
         cfg.extra_args = vec!["-chardev".into(), "null,id=c".into()];
+        cfg.forwards = vec!["8080:80".parse().unwrap(), "udp:5353:5353".parse().unwrap()];
         assert!(cfg
             .args()
             .join(" ")
             .ends_with("romfile= -device virtio-rng-pci -device usb-tablet -chardev null,id=c"));
+        assert!(cfg.args().join(" ").contains(
+            "hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:5353 "
+        ));
+        for bad in ["80", "tcp:0:80", "sctp:1:2", "1:99999", "a:b"] {
+            assert!(bad.parse::<Forward>().is_err(), "{bad}");
+        }
         cfg.extra_args.clear();
         assert!(!args.contains("i6300esb"));
         cfg.watchdog = Some(FirmwareWatchdog {

@@ -30,6 +30,10 @@ pub struct QemuArgs {
     /// not need an option ROM (none is installed): give `romfile=` to devices that would load one.
     #[arg(long = "device", value_name = "SPEC")]
     devices: Vec<String>,
+    /// Forward a port of 127.0.0.1 to the guest, `[tcp:|udp:]HOSTPORT:GUESTPORT`, e.g. `8080:80`
+    /// for a web server (repeatable).
+    #[arg(long = "forward", value_name = "PORTS")]
+    forwards: Vec<pideploy_qemu::Forward>,
 }
 
 pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
@@ -44,6 +48,7 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         tryboot_first: a.tryboot,
         max_boots: a.max_boots,
         extra_devices: a.devices,
+        forwards: a.forwards,
         ..HarnessOptions::default()
     };
     let mut h = Harness::new(&a.image, scratch.path(), opts);

@@ -57,7 +57,11 @@ pub fn unit_list(
         } else {
             package_unit_digest(unit, target, sw_phys, store_phys)?
         };
-        let flag = if BOOT_ONLY.contains(&unit) { " boot" } else { "" };
+        let flag = if BOOT_ONLY.contains(&unit) {
+            " boot"
+        } else {
+            ""
+        };
         out.insert(unit.to_string(), format!("{digest}{flag}"));
     }
     Ok(out.iter().map(|(u, d)| format!("{u} {d}\n")).collect())

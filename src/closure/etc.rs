@@ -363,7 +363,9 @@ mod tests {
             text("systemd/system/multi-user.target.wants/pideploy-sshd.service"),
             "/etc/systemd/system/pideploy-sshd.service"
         );
-        assert!(text("systemd/system/pideploy-sshd.service").contains("/usr/sbin/dropbear -F -E -p 22"));
+        assert!(
+            text("systemd/system/pideploy-sshd.service").contains("/usr/sbin/dropbear -F -E -p 22")
+        );
         assert!(!p.etc.contains_key("inittab"));
         assert!(text("pideploy/system.env").contains("LOGIN_CONSOLES=ttyAMA0\n"));
         assert!(p.etc_files.contains("copy shadow 0600 0 0"));

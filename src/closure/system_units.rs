@@ -156,8 +156,10 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
             format!("/lib/systemd/system/{template}"),
         );
     }
-    u.links
-        .insert("default.target".into(), "/lib/systemd/system/multi-user.target".into());
+    u.links.insert(
+        "default.target".into(),
+        "/lib/systemd/system/multi-user.target".into(),
+    );
     // Debian's getty-static starts logins on tty2-6 when D-Bus is absent; the consoles above are
     // the ones a Pi owner uses, and the extra six gettys cost seconds of a boot.
     u.links
@@ -200,7 +202,10 @@ fn getty_unit(tty: &str) -> Result<(String, &'static str), String> {
     Ok(if vt {
         (format!("getty@{tty}.service"), "getty@.service")
     } else {
-        (format!("serial-getty@{tty}.service"), "serial-getty@.service")
+        (
+            format!("serial-getty@{tty}.service"),
+            "serial-getty@.service",
+        )
     })
 }
 

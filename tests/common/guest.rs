@@ -40,10 +40,22 @@ impl Drop for Guest {
 impl Guest {
     /// Boots `image` with a hard `timeout`, following up to `max_boots` boots.
     pub fn start(image: &Path, log: PathBuf, timeout: Duration, max_boots: u32) -> Guest {
+        Guest::start_with(image, log, timeout, max_boots, &[])
+    }
+
+    /// [`Guest::start`] with more `pideploy qemu` arguments (e.g. `--forward 8080:80`).
+    pub fn start_with(
+        image: &Path,
+        log: PathBuf,
+        timeout: Duration,
+        max_boots: u32,
+        extra: &[String],
+    ) -> Guest {
         let port = pideploy_qemu::free_port().unwrap();
         let child = pideploy()
             .arg("qemu")
             .arg(image)
+            .args(extra)
             .args(["--ssh-port", &port.to_string()])
             .args(["--timeout", &timeout.as_secs().to_string()])
             .args(["--max-boots", &max_boots.to_string()])
