@@ -14,7 +14,7 @@ use sha2::Digest;
 use super::cpio::{write_newc, CpioEntry};
 use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
-use super::{enabled, glob, memo, modules, template::render};
+use super::{enabled, glob, memo, modules, package_etc, template::render};
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {
@@ -233,7 +233,18 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         },
     )
     .map_err(BuildError::Config)?;
-    let etc_refs = BTreeSet::from([busybox_pkg.clone()]);
+    let mut plan = plan;
+    // The packages' own /etc files (conffiles), below what pideploy and [[files]] put there.
+    let overridden: BTreeSet<String> = cfg.files.iter().map(|f| f.path.clone()).collect();
+    package_etc::add_package_etc(
+        &mut plan.etc,
+        &packages,
+        |sp| inp.store.physical(sp),
+        &overridden,
+    )?;
+    plan.etc_files = etc::install_lines(&plan.etc);
+    let mut etc_refs: BTreeSet<StorePath> = packages.values().cloned().collect();
+    etc_refs.insert(busybox_pkg.clone());
     let etc = inp.store.add("etc", &etc_refs, |tmp| {
         let out = tmp.join("out");
         for (rel, f) in &plan.etc {

@@ -370,7 +370,13 @@ mod tests {
         assert!(text("pideploy/system.env").contains("LOGIN_CONSOLES=ttyAMA0\n"));
         assert!(p.etc_files.contains("copy shadow 0600 0 0"));
         assert!(p.etc_files.contains("link hostname"));
-        assert_eq!(p.etc_files.matches("link systemd/system").count(), 1);
+        assert_eq!(
+            p.etc_files
+                .lines()
+                .filter(|l| l.starts_with("link systemd/system/") || *l == "link systemd/system")
+                .count(),
+            1
+        );
         assert!(p.etc_files.contains("\nlink systemd/system\n"));
         assert_eq!(p.users, "pi 1000 1000 /home/pi\n");
         assert!(p.keys["pi"].starts_with("ssh-ed25519 "));

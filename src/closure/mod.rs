@@ -12,6 +12,7 @@ mod error;
 pub mod etc;
 mod glob;
 mod memo;
+mod package_etc;
 pub mod modules;
 pub mod system_units;
 mod template;

@@ -52,6 +52,28 @@ pub struct HostConfig {
     /// Health checks that must pass before a new generation is confirmed.
     #[serde(default)]
     pub health: Health,
+    /// Which units of the packages run. Left out of the serialised form when empty, so configs
+    /// without it keep their digests.
+    #[serde(default, skip_serializing_if = "Systemd::is_empty")]
+    pub systemd: Systemd,
+}
+
+/// Units of the installed packages to run or not, beyond what the packages enable themselves (a
+/// package's units start as they would on Debian: the ones its maintainer script enables).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Systemd {
+    /// Units to enable (their `[Install]` section says where), e.g. `"nginx.service"`.
+    pub enable: Vec<String>,
+    /// Units a package enables that this machine does not run, e.g. `"chrony.service"`.
+    pub disable: Vec<String>,
+}
+
+impl Systemd {
+    /// Nothing asked.
+    pub fn is_empty(&self) -> bool {
+        self.enable.is_empty() && self.disable.is_empty()
+    }
 }
 
 /// One login user.
@@ -332,6 +354,7 @@ impl HostConfig {
             boot: BootExtras::default(),
             secrets: Vec::new(),
             health: Health::default(),
+            systemd: Systemd::default(),
         }
     }
 

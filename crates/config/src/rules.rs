@@ -77,6 +77,32 @@ pub fn is_service_name(s: &str) -> bool {
         })
 }
 
+/// A systemd unit name with its type suffix, e.g. `nginx.service`, `serial-getty@ttyAMA0.service`.
+pub fn is_unit_name(s: &str) -> bool {
+    // systemd.unit(5): a name with one of the unit type suffixes; letters, digits and ":-_.\\@".
+    const SUFFIXES: &[&str] = &[
+        ".service",
+        ".socket",
+        ".target",
+        ".timer",
+        ".path",
+        ".mount",
+        ".automount",
+        ".swap",
+        ".slice",
+        ".scope",
+        ".device",
+    ];
+    let Some(stem) = SUFFIXES.iter().find_map(|x| s.strip_suffix(x)) else {
+        return false;
+    };
+    !stem.is_empty()
+        && s.len() <= 255
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b))
+}
+
 /// A Debian package name (policy 5.6.1): lower-case letters, digits, `+ - .`; at least two
 /// characters; starting with a letter or digit.
 pub fn is_package_name(s: &str) -> bool {

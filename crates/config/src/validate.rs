@@ -176,6 +176,14 @@ pub enum ValidationErrorKind {
         "`{0}` is not a kernel module name (letters, digits, `_` and `-`, e.g. `snd_bcm2835`)"
     )]
     KernelModule(String),
+    /// Not a systemd unit name.
+    #[error(
+        "`{0}` is not a systemd unit name with its type, e.g. `nginx.service` or `fstrim.timer`"
+    )]
+    UnitName(String),
+    /// A unit both enabled and disabled.
+    #[error("`{0}` is also in systemd.enable; list it in one of the two")]
+    EnabledAndDisabled(String),
     /// Zero timeout.
     #[error("must be at least 1 second")]
     Timeout,
@@ -231,6 +239,7 @@ impl HostConfig {
         self.check_services(&mut issues);
         self.check_boot(&mut issues);
         self.check_health(&mut issues);
+        self.check_systemd(&mut issues);
         if issues.0.is_empty() {
             Ok(())
         } else {
@@ -440,6 +449,28 @@ impl HostConfig {
                 issues.push(
                     format!("boot.kernel_modules[{i}]"),
                     K::KernelModule(m.clone()),
+                );
+            }
+        }
+    }
+
+    fn check_systemd(&self, issues: &mut Issues) {
+        use ValidationErrorKind as K;
+        for (field, list) in [
+            ("systemd.enable", &self.systemd.enable),
+            ("systemd.disable", &self.systemd.disable),
+        ] {
+            for (i, u) in list.iter().enumerate() {
+                if !rules::is_unit_name(u) {
+                    issues.push(format!("{field}[{i}]"), K::UnitName(u.clone()));
+                }
+            }
+        }
+        for (i, u) in self.systemd.disable.iter().enumerate() {
+            if self.systemd.enable.contains(u) {
+                issues.push(
+                    format!("systemd.disable[{i}]"),
+                    K::EnabledAndDisabled(u.clone()),
                 );
             }
         }
