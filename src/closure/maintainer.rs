@@ -1,15 +1,20 @@
 //! What a Debian package's maintainer scripts would do, read from their text instead of run (pideploy
 //! never runs arm64 code on the build host): the system users and groups a postinst creates, the units
-//! `dh_installsystemd` enables, the alternatives it installs and the owners and modes it sets, plus
-//! sysusers.d(5) files.
+//! it enables, the alternatives it installs and the owners and modes it sets, plus sysusers.d(5) files.
 //!
-//! The postinst reader is deliberately narrow. It recognises these commands wherever they appear
-//! (inside functions and `case` branches too, as if the script ran `configure` on a fresh install):
-//! `adduser`, `addgroup`, `useradd`, `groupadd`, `usermod -a -G`, `deb-systemd-helper enable`,
-//! `update-alternatives --install`, `chown`, `chgrp`, `chmod` (octal) and `dpkg-statoverride --add`.
-//! Words may use variables assigned earlier in the script with literal values (`logdir="/var/log/x"`);
-//! anything else it cannot resolve (loop variables, `$(...)`, `$1`) makes that command land in
-//! [`MaintainerFacts::unsupported`] with the reason, never silently dropped. Every other command is ignored.
+//! The postinst reader is deliberately narrow. It recognises `adduser`, `addgroup`, `useradd`,
+//! `groupadd`, `usermod -a -G`, `deb-systemd-helper enable`, `systemctl enable`,
+//! `update-alternatives --install`, `chown`, `chgrp`, `chmod` (octal) and `dpkg-statoverride --add`,
+//! wherever they appear (inside functions and every `case` branch too), as if the script ran
+//! `configure` on a fresh install; every other command is ignored. Words may use variables assigned
+//! earlier with known values (`logdir="/var/log/x"`, `${DPKG_ROOT:+…}` with DPKG_ROOT empty as dpkg
+//! sets it); `for VAR in WORDS` loops over known words run once per word. An `if` branch is skipped
+//! only when its condition is a `[ A = B ]`/`[ A != B ]` test with both sides known and false (or
+//! `deb-systemd-helper debian-installed`, false on a fresh install, for enables); every other
+//! condition counts as possibly true. A recognised command with something it cannot resolve
+//! (`$(...)`, `$1`, a loop over unknown words) lands in [`MaintainerFacts::unsupported`] with the
+//! reason, never silently dropped. Crafted scripts are bounded: loops nest at most 8 deep and at most
+//! 100 000 commands are run.
 
 mod lex;
 mod sysusers;
@@ -18,7 +23,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use lex::{Command, Part, Word};
+use lex::{Command, End, Part, Word};
 pub use sysusers::{parse_sysusers, PrimaryGroup, SysUser, Sysusers};
 
 /// What one package's postinst does to accounts, units, alternatives and file owners.
@@ -107,28 +112,51 @@ const ADDUSER_SYSTEM_GROUP: &str = "nogroup";
 /// useradd's defaults on Debian (`/etc/default/useradd`: HOME=/home, SHELL=/bin/sh).
 const USERADD_SHELL: &str = "/bin/sh";
 
+/// Bounds for crafted scripts: real postinsts run a few hundred commands and nest loops twice at most.
+const MAX_COMMANDS: usize = 100_000;
+const MAX_LOOP_DEPTH: usize = 8;
+
 /// Reads a POSIX sh postinst and returns what it would do on a fresh `configure`. `package` only
 /// labels the [`MaintainerFacts::unsupported`] messages.
 pub fn from_postinst(package: &str, text: &str) -> MaintainerFacts {
     let mut st = State {
         package,
-        vars: BTreeMap::new(),
+        // dpkg sets DPKG_ROOT to "" when it installs into the running system, which is what the
+        // image is to the script (`${DPKG_ROOT:+--root=...}` then vanishes).
+        vars: BTreeMap::from([("DPKG_ROOT".to_string(), Some(String::new()))]),
         frames: Vec::new(),
+        budget: MAX_COMMANDS,
         facts: MaintainerFacts::default(),
     };
-    for cmd in lex::commands(text) {
-        st.command(&cmd);
-    }
+    st.run(&lex::commands(text), 0);
     st.facts
+}
+
+/// One open `if`.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    /// The current branch's condition is `deb-systemd-helper debian-installed`, false on a fresh install.
+    installed_test: bool,
+    /// The current branch may run (false only when its condition is known to be false).
+    live: bool,
+    /// An earlier branch is known to be taken, so later `elif`/`else` branches are not.
+    decided: bool,
+}
+
+/// A `for VAR in WORDS` header: the loop variable and its values, when every word is known.
+struct Loop {
+    var: String,
+    values: Option<Vec<String>>,
 }
 
 struct State<'a> {
     package: &'a str,
     /// Variables assigned so far; `None` when the value is unknowable (a loop variable, `$(...)`).
     vars: BTreeMap<String, Option<String>>,
-    /// One entry per open `if`: whether its condition is `deb-systemd-helper debian-installed`,
-    /// false on fresh installs.
-    frames: Vec<bool>,
+    /// The open `if`s, innermost last.
+    frames: Vec<Frame>,
+    /// Commands that may still be run (loops repeat their bodies).
+    budget: usize,
     facts: MaintainerFacts,
 }
 
@@ -148,50 +176,128 @@ impl Args<'_> {
 }
 
 impl State<'_> {
-    fn command(&mut self, cmd: &Command) {
+    /// Runs commands in order; a `for` loop over known words runs its body once per word. `depth`
+    /// counts enclosing loops: a crafted script must not nest or repeat without bound.
+    fn run(&mut self, cmds: &[Command], depth: usize) {
+        let mut i = 0;
+        while i < cmds.len() {
+            if self.budget == 0 {
+                return;
+            }
+            if depth > MAX_LOOP_DEPTH || self.budget == 1 {
+                // Said once: the budget is spent from here on.
+                self.facts.unsupported.push(format!(
+                    "{}: postinst line {}: loops nest deeper than {MAX_LOOP_DEPTH} or run more than {MAX_COMMANDS} commands; the rest is not read",
+                    self.package, cmds[i].line
+                ));
+                self.budget = 0;
+                return;
+            }
+            self.budget -= 1;
+            let header = self.command(&cmds[i]);
+            i += 1;
+            let Some(header) = header else {
+                continue;
+            };
+            let end = loop_end(cmds, i);
+            let body = &cmds[i..end];
+            match header.values {
+                Some(values) => {
+                    for v in values {
+                        self.vars.insert(header.var.clone(), Some(v));
+                        self.run(body, depth + 1);
+                    }
+                }
+                None => {
+                    // The loop variable takes values nobody can know: uses of it are unsupported.
+                    self.vars.insert(header.var.clone(), None);
+                    self.run(body, depth + 1);
+                }
+            }
+            i = end;
+        }
+    }
+
+    /// Handles one command; returns the loop header when it starts a `for` loop.
+    fn command(&mut self, cmd: &Command) -> Option<Loop> {
         let mut words = cmd.words.as_slice();
-        let mut is_condition = false;
+        let mut condition: Option<bool> = None;
+        let mut negated = false;
         // Leading keywords and decorations that do not change what the command itself does.
         while let Some((first, rest)) = words.split_first() {
             match first.keyword() {
                 Some("if") => {
-                    self.frames.push(false);
-                    is_condition = true;
+                    let live = self.live();
+                    self.frames.push(Frame {
+                        installed_test: false,
+                        live,
+                        decided: !live,
+                    });
+                    condition = Some(true);
                 }
-                Some("elif") => is_condition = true,
+                Some("elif") => condition = Some(false),
                 Some("else") => {
                     if let Some(top) = self.frames.last_mut() {
-                        *top = false;
+                        top.installed_test = false;
+                        top.live = !top.decided;
                     }
                 }
                 Some("fi") => {
                     self.frames.pop();
                 }
+                Some("!") => negated = !negated,
                 Some("for") => {
-                    // The loop variable takes several values: uses of it cannot be resolved.
-                    if let Some(var) = rest.first().and_then(Word::keyword) {
-                        self.vars.insert(var.to_string(), None);
-                    }
-                    return;
+                    let var = rest.first().and_then(Word::keyword)?.to_string();
+                    let list = match rest.get(1).and_then(Word::keyword) {
+                        Some("in") => &rest[2..],
+                        _ => &[],
+                    };
+                    let values = list
+                        .iter()
+                        .map(|w| {
+                            self.resolve(w)
+                                .ok()
+                                .filter(|v| !v.contains(['*', '?', '[']))
+                        })
+                        .collect::<Option<Vec<String>>>()
+                        .filter(|v| !v.is_empty());
+                    return Some(Loop { var, values });
                 }
-                Some("case") => return,
+                Some("case") => return None,
                 Some(
-                    "then" | "do" | "done" | "esac" | "while" | "until" | "!" | "{" | "}"
-                    | "in_sysroot" | "command",
+                    "then" | "do" | "done" | "esac" | "while" | "until" | "{" | "}" | "in_sysroot"
+                    | "command",
                 ) => {}
                 _ => break,
             }
             words = rest;
         }
-        if is_condition {
+        if let Some(is_if) = condition {
             let dsh = words.first().and_then(Word::keyword) == Some("deb-systemd-helper");
             let installed_test = dsh
                 && words[1..]
                     .iter()
                     .any(|w| w.keyword() == Some("debian-installed"));
+            // `A && B` is false when A is; `A || B` and pipes cannot be judged from A alone.
+            let known = match (self.test(words).map(|b| b != negated), cmd.end) {
+                (known, End::List) => known,
+                (Some(false), End::And) => Some(false),
+                _ => None,
+            };
+            let outer_live = self.frames.len() < 2
+                || self.frames[..self.frames.len() - 1].iter().all(|f| f.live);
             if let Some(top) = self.frames.last_mut() {
-                *top = installed_test;
+                top.installed_test = installed_test;
+                if is_if || !top.decided {
+                    top.live = outer_live && known != Some(false);
+                    top.decided |= known == Some(true) || !outer_live;
+                } else {
+                    top.live = false;
+                }
             }
+        }
+        if !self.live() {
+            return None;
         }
         // Assignments: alone they set variables, before a command they only set its environment.
         let assignments = words.iter().take_while(|w| assignment(w).is_some()).count();
@@ -202,7 +308,7 @@ impl State<'_> {
                     self.vars.insert(name, value);
                 }
             }
-            return;
+            return None;
         }
         let words = &words[assignments..];
         let values = words.iter().map(|w| self.resolve(w)).collect();
@@ -212,7 +318,7 @@ impl State<'_> {
             values,
         };
         let Some(Ok(name)) = args.values.first() else {
-            return;
+            return None;
         };
         let program = name.rsplit('/').next().unwrap_or(name).to_string();
         let result = match program.as_str() {
@@ -221,18 +327,47 @@ impl State<'_> {
             "groupadd" => self.groupadd(&args),
             "usermod" => self.usermod(&args),
             "deb-systemd-helper" => self.systemd_helper(&args),
+            "systemctl" => self.systemctl(&args),
             "update-alternatives" => self.alternatives(&args),
             "chown" | "chgrp" | "chmod" => self.chown(&program, &args),
             "dpkg-statoverride" => self.statoverride(&args),
             _ => Ok(()),
         };
         if let Err(why) = result {
-            self.facts.unsupported.push(format!(
+            let message = format!(
                 "{}: postinst line {}: {}: {why}",
                 self.package,
                 args.line,
                 args.shown()
-            ));
+            );
+            // A loop body runs once per value; say each problem once.
+            if !self.facts.unsupported.contains(&message) {
+                self.facts.unsupported.push(message);
+            }
+        }
+        None
+    }
+
+    /// Whether the current branch of every open `if` may run.
+    fn live(&self) -> bool {
+        self.frames.iter().all(|f| f.live)
+    }
+
+    /// The value of `[ A = B ]`, `[ A != B ]`, `test A = B` when both sides are known.
+    fn test(&self, words: &[Word]) -> Option<bool> {
+        let inner = match words.first()?.keyword()? {
+            "[" if words.last()?.keyword() == Some("]") => &words[1..words.len() - 1],
+            "test" => &words[1..],
+            _ => return None,
+        };
+        let [a, op, b] = inner else {
+            return None;
+        };
+        let (a, b) = (self.resolve(a).ok()?, self.resolve(b).ok()?);
+        match op.keyword()? {
+            "=" | "==" => Some(a == b),
+            "!=" => Some(a != b),
+            _ => None,
         }
     }
 
@@ -250,6 +385,32 @@ impl State<'_> {
                     Some(None) => return Err(format!("${v} has no single known value")),
                     None => return Err(format!("${v} is not assigned a literal value before")),
                 },
+                Part::Alt {
+                    name,
+                    op,
+                    colon,
+                    word,
+                } => {
+                    let value = match self.vars.get(name) {
+                        Some(Some(value)) => value,
+                        Some(None) => return Err(format!("${name} has no single known value")),
+                        None => {
+                            return Err(format!("${name} is not assigned a literal value before"))
+                        }
+                    };
+                    // Only set variables are tracked, so the colon-less forms see "set".
+                    let set = !(*colon && value.is_empty());
+                    let use_word = (*op == '+') == set;
+                    if !use_word {
+                        if *op == '-' {
+                            out += value;
+                        }
+                    } else if word.contains(['$', '`', '\\', '"', '\'']) {
+                        return Err(format!("the word in ${{{name}…}} is not a plain literal"));
+                    } else {
+                        out += word;
+                    }
+                }
                 Part::Opaque(s) => return Err(format!("{s} cannot be known without running it")),
             }
         }
@@ -460,12 +621,31 @@ impl State<'_> {
                 None => return Ok(()),
             }
         };
-        if action != "enable" || self.frames.iter().any(|installed| *installed) {
+        if action != "enable" || self.frames.iter().any(|f| f.installed_test) {
             return Ok(());
         }
         for unit in rest {
             self.facts.enable_units.push(unit.clone()?);
         }
+        Ok(())
+    }
+
+    /// `systemctl enable UNIT…` (the systemd package enables getty@tty1.service this way).
+    fn systemctl(&mut self, args: &Args) -> Result<(), String> {
+        let words: Vec<String> = Self::operands(args)?
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.iter().any(|w| w == "--user" || w == "--global") {
+            return Ok(());
+        }
+        let mut rest = words.iter().filter(|w| !w.starts_with('-'));
+        if rest.next().map(String::as_str) != Some("enable")
+            || self.frames.iter().any(|f| f.installed_test)
+        {
+            return Ok(());
+        }
+        self.facts.enable_units.extend(rest.cloned());
         Ok(())
     }
 
@@ -613,6 +793,33 @@ impl State<'_> {
         o.recursive |= recursive;
         Ok(())
     }
+}
+
+/// The index of the command holding the `done` that closes the loop whose body starts at `start`
+/// (the end of the script if none does).
+fn loop_end(cmds: &[Command], start: usize) -> usize {
+    let mut depth = 1usize;
+    for (i, cmd) in cmds.iter().enumerate().skip(start) {
+        // Only leading keywords count: `echo done` does not end a loop.
+        for w in &cmd.words {
+            match w.keyword() {
+                Some("for" | "while" | "until") => {
+                    depth += 1;
+                    break;
+                }
+                Some("done") => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i;
+                    }
+                    break;
+                }
+                Some("then" | "do" | "else" | "elif" | "if" | "fi" | "!" | "{" | "}") => {}
+                _ => break,
+            }
+        }
+    }
+    cmds.len()
 }
 
 /// `NAME=value` split into the name and the value's parts.

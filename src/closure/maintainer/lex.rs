@@ -10,6 +10,18 @@ pub enum Part {
     Lit(String),
     /// `$name` or `${name}`.
     Var(String),
+    /// `${name:-word}`, `${name:+word}` (and without the colon): the default or alternative `word`,
+    /// as written, is used depending on `name`'s value.
+    Alt {
+        /// The variable.
+        name: String,
+        /// `-` (default) or `+` (alternative).
+        op: char,
+        /// Whether the colon form was used (an empty value counts as unset).
+        colon: bool,
+        /// The word as written.
+        word: String,
+    },
     /// An expansion whose value cannot be known without running the script, as written.
     Opaque(String),
 }
@@ -33,13 +45,28 @@ impl Word {
     }
 }
 
-/// A simple command: its words and the 1-based line it starts on.
+/// What ends a simple command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// A newline, `;`, `&`, a parenthesis or the end of the script.
+    List,
+    /// `&&`: the next command runs only if this one succeeds.
+    And,
+    /// `||`: the next command runs only if this one fails.
+    Or,
+    /// `|`: the output goes to the next command.
+    Pipe,
+}
+
+/// A simple command: its words, the 1-based line it starts on, and what ends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     /// 1-based line of the first word.
     pub line: usize,
     /// The words; never empty.
     pub words: Vec<Word>,
+    /// The operator after it.
+    pub end: End,
 }
 
 struct Lexer {
@@ -62,11 +89,12 @@ pub fn commands(text: &str) -> Vec<Command> {
     let mut out = Vec::new();
     let mut words: Vec<Word> = Vec::new();
     let mut start_line = 1;
-    let mut finish = |words: &mut Vec<Word>, line: usize| {
+    let mut finish = |words: &mut Vec<Word>, line: usize, end: End| {
         if !words.is_empty() {
             out.push(Command {
                 line,
                 words: std::mem::take(words),
+                end,
             });
         }
     };
@@ -78,7 +106,7 @@ pub fn commands(text: &str) -> Vec<Command> {
                 lx.line += 1;
             }
             '\n' => {
-                finish(&mut words, start_line);
+                finish(&mut words, start_line, End::List);
                 lx.pos += 1;
                 lx.line += 1;
                 lx.skip_heredoc_bodies();
@@ -89,8 +117,19 @@ pub fn commands(text: &str) -> Vec<Command> {
                 }
             }
             ';' | '&' | '|' | '(' | ')' => {
-                finish(&mut words, start_line);
-                lx.pos += 1;
+                let doubled = lx.peek_at(1) == Some(c);
+                let end = match (c, doubled) {
+                    ('&', true) => End::And,
+                    ('|', true) => End::Or,
+                    ('|', false) => End::Pipe,
+                    _ => End::List,
+                };
+                finish(&mut words, start_line, end);
+                lx.pos += if doubled && matches!(c, '&' | '|') {
+                    2
+                } else {
+                    1
+                };
             }
             '<' | '>' => lx.redirection(),
             _ => {
@@ -110,7 +149,7 @@ pub fn commands(text: &str) -> Vec<Command> {
             }
         }
     }
-    finish(&mut words, start_line);
+    finish(&mut words, start_line, End::List);
     out
 }
 
@@ -180,6 +219,7 @@ impl Lexer {
                     .map(|p| match p {
                         Part::Lit(s) | Part::Opaque(s) => s.clone(),
                         Part::Var(v) => format!("${v}"),
+                        Part::Alt { .. } => String::new(),
                     })
                     .collect();
                 self.heredocs.push((delim, rest.starts_with('-')));
@@ -285,7 +325,7 @@ impl Lexer {
                     .filter(|s| is_name(s));
                 let part = match name {
                     Some(name) => Part::Var(name.to_string()),
-                    None => Part::Opaque(format!("${inner}")),
+                    None => alternative(&inner).unwrap_or(Part::Opaque(format!("${inner}"))),
                 };
                 push_part(parts, lit, part);
             }
@@ -344,6 +384,28 @@ impl Lexer {
     }
 }
 
+/// `{name:-word}`, `{name:+word}`, `{name-word}`, `{name+word}` as a [`Part::Alt`].
+fn alternative(braced: &str) -> Option<Part> {
+    let inner = braced.strip_prefix('{')?.strip_suffix('}')?;
+    let at = inner.find(|c: char| !is_name_char(c))?;
+    let (name, rest) = inner.split_at(at);
+    if !is_name(name) {
+        return None;
+    }
+    let (colon, rest) = match rest.strip_prefix(':') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let mut chars = rest.chars();
+    let op = chars.next().filter(|c| matches!(c, '-' | '+'))?;
+    Some(Part::Alt {
+        name: name.to_string(),
+        op,
+        colon,
+        word: chars.as_str().to_string(),
+    })
+}
+
 fn push_part(parts: &mut Vec<Part>, lit: &mut String, part: Part) {
     if !lit.is_empty() {
         parts.push(Part::Lit(std::mem::take(lit)));
@@ -379,6 +441,13 @@ mod tests {
             cmds[0].words[2].parts,
             [Part::Lit("d ".into()), Part::Var("e".into())]
         );
+        let ends: Vec<End> = cmds.iter().map(|c| c.end).collect();
+        assert_eq!(ends, [End::List, End::Or, End::List, End::List, End::List]);
+        let ends: Vec<End> = commands("a && b | c; d & e")
+            .iter()
+            .map(|c| c.end)
+            .collect();
+        assert_eq!(ends, [End::And, End::Pipe, End::List, End::List, End::List]);
     }
 
     #[test]
@@ -392,7 +461,12 @@ mod tests {
                 vec![Part::Opaque("$(c \"d\")".into())],
                 vec![Part::Opaque("`e`".into())],
                 vec![Part::Opaque("$1".into())],
-                vec![Part::Opaque("${f:-g}".into())],
+                vec![Part::Alt {
+                    name: "f".into(),
+                    op: '-',
+                    colon: true,
+                    word: "g".into()
+                }],
                 vec![Part::Lit("$h".into())],
                 vec![Part::Lit("$".into())],
             ]

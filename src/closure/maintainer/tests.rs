@@ -74,7 +74,7 @@ fn mosquitto_user_group_owners_and_unit() {
 }
 
 #[test]
-fn chrony_user_and_the_statoverride_loop_is_reported() {
+fn chrony_user_and_the_statoverride_loop() {
     let f = from_postinst("chrony", fixture("chrony"));
     assert_eq!(
         f.users,
@@ -83,12 +83,72 @@ fn chrony_user_and_the_statoverride_loop_is_reported() {
     assert!(f.groups.is_empty());
     // chrony-wait.service is only re-enabled when it was installed before (dh_installsystemd --no-enable).
     assert_eq!(f.enable_units, ["chrony.service"]);
-    assert!(f.ownership.is_empty());
+    // The loop runs once per directory; `[ "$d" = "/etc/chrony/chrony.keys" ]` picks the branch.
+    assert_eq!(
+        f.ownership,
+        [
+            owner(
+                "/var/lib/chrony",
+                Some("_chrony"),
+                Some("_chrony"),
+                Some(0o750)
+            ),
+            owner(
+                "/var/log/chrony",
+                Some("_chrony"),
+                Some("_chrony"),
+                Some(0o750)
+            ),
+            owner(
+                "/etc/chrony/chrony.keys",
+                Some("root"),
+                Some("_chrony"),
+                Some(0o640)
+            ),
+        ]
+    );
+    assert!(f.unsupported.is_empty(), "{:?}", f.unsupported);
+}
+
+#[test]
+fn loops_over_unknown_words_and_undecidable_tests() {
+    let f = from_postinst(
+        "p",
+        "for d in $(find /var/lib/x); do
+  chown svc \"$d\"
+done
+         for f in /var/lib/*; do chown svc \"$f\"; done
+         x=/var/a
+         if [ \"$x\" != /var/a ]; then chown bad /var/never
+         elif [ -e /y ]; then chown maybe /var/maybe
+         else chown maybe2 /var/maybe2; fi
+         if [ \"$x\" = /var/a ]; then chown one /var/one; elif [ -e /z ]; then chown no /var/no; else chown no /var/no2; fi
+         for u in a b; do for v in 1 2; do chown $u /var/$v; done; done
+         echo done
+         chown after /var/after
+",
+    );
+    let owners: Vec<(&str, &str)> = f
+        .ownership
+        .iter()
+        .map(|o| (o.path.as_str(), o.user.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("/var/maybe", "maybe"),
+            ("/var/maybe2", "maybe2"),
+            ("/var/one", "one"),
+            ("/var/1", "b"),
+            ("/var/2", "b"),
+            ("/var/after", "after"),
+        ]
+    );
     assert_eq!(f.unsupported.len(), 2, "{:?}", f.unsupported);
     assert!(
-        f.unsupported[0].starts_with("chrony: postinst line 21: dpkg-statoverride --update --add root _chrony 0640 \"$d\": $d has no single known value"),
-        "{}",
-        f.unsupported[0]
+        f.unsupported[0].contains("line 2") && f.unsupported[1].contains("line 4"),
+        "{:?}",
+        f.unsupported
     );
 }
 
@@ -149,6 +209,54 @@ fn dbus_messagebus_through_in_sysroot_and_a_variable() {
     let f = from_postinst("dbus-system-bus-common", fixture("dbus-system-bus-common"));
     assert_eq!(f.users, [user("messagebus", None, "/nonexistent", "")]);
     assert!(f.unsupported.is_empty(), "{:?}", f.unsupported);
+}
+
+/// Lines 41-51 of the postinst of systemd 252.39-1~deb12u2 (Debian bookworm).
+const SYSTEMD_ENABLES: &str = r#"
+# Enable getty and remote-fs.target by default on new installs
+if [ -z "$2" ]; then
+    systemctl ${DPKG_ROOT:+--root="$DPKG_ROOT"} enable getty@tty1.service || true
+    systemctl ${DPKG_ROOT:+--root="$DPKG_ROOT"} enable remote-fs.target || true
+fi
+
+# Enable systemd-pstore by default on new installs and upgrades, see #952767
+if dpkg --compare-versions "$2" lt "245.4-4~"; then
+    systemctl ${DPKG_ROOT:+--root="$DPKG_ROOT"} enable systemd-pstore.service || true
+fi
+"#;
+
+#[test]
+fn systemd_enables_getty_through_systemctl() {
+    let f = from_postinst("systemd", SYSTEMD_ENABLES);
+    assert_eq!(
+        f.enable_units,
+        [
+            "getty@tty1.service",
+            "remote-fs.target",
+            "systemd-pstore.service"
+        ]
+    );
+    assert!(f.unsupported.is_empty(), "{:?}", f.unsupported);
+    let f = from_postinst(
+        "p",
+        "systemctl --user enable a.service\nsystemctl ${X:+y} enable b\n",
+    );
+    assert!(f.enable_units.is_empty());
+    assert_eq!(f.unsupported.len(), 1, "{:?}", f.unsupported);
+}
+
+#[test]
+fn conditions_joined_by_or_are_not_judged_from_their_first_test() {
+    let f = from_postinst(
+        "p",
+        "x=a\nif [ \"$x\" = b ] || [ -e /y ]; then chown u /var/1; fi\n\
+         if [ \"$x\" = b ] && [ -e /y ]; then chown u /var/2; fi\n\
+         if [ \"$x\" = a ] && [ -e /y ]; then chown u /var/3; else chown u /var/4; fi\n\
+         y=${x:-z}${unset_is_unknown:-}\nchown u /var/$y\nchown u /var/${x:+q}${x-r}\n",
+    );
+    let paths: Vec<&str> = f.ownership.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(paths, ["/var/1", "/var/3", "/var/4", "/var/qa"]);
+    assert_eq!(f.unsupported.len(), 1, "{:?}", f.unsupported);
 }
 
 #[test]
@@ -330,6 +438,27 @@ fn hostile_text_does_not_panic() {
     ] {
         let _ = from_postinst("p", s);
     }
+}
+
+#[test]
+fn nested_and_long_loops_are_bounded() {
+    let words: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    let header = format!("for v in {}; do\n", words.join(" "));
+    let script = format!("{}chown a /var/x\n{}", header.repeat(6), "done\n".repeat(6));
+    let f = from_postinst("p", &script);
+    assert_eq!(f.ownership.len(), 1);
+    assert!(
+        f.unsupported[0].contains("the rest is not read"),
+        "{:?}",
+        f.unsupported
+    );
+    let deep = format!("{}chown a /var/x\n", "for v in 1; do\n".repeat(100_000));
+    let f = from_postinst("p", &deep);
+    assert!(
+        f.unsupported[0].contains("loops nest deeper"),
+        "{:?}",
+        f.unsupported
+    );
 }
 
 #[test]
