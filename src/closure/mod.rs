@@ -5,17 +5,20 @@
 //! activation script applies); `boot/` (kernel params, config.txt body, the boot entry's file list);
 //! `manifest.json`.
 
+pub mod accounts;
 mod builder;
 pub mod cpio;
 mod enabled;
 mod error;
 pub mod etc;
 mod glob;
+pub mod maintainer;
 mod memo;
 mod package_etc;
 pub mod modules;
 pub mod system_units;
 mod template;
+pub mod var_tree;
 
 pub use builder::{build_system, wanted_packages, BuiltSystem, SystemInputs};
 pub use error::BuildError;

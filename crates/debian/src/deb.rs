@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::ar::ArReader;
@@ -19,41 +20,83 @@ const MAX_CONTROL_BYTES: u64 = 16 << 20;
 /// Reads a .deb (ar archive: debian-binary, control.tar.{gz,xz,zst,or none}, data.tar.{gz,xz,zst,or none})
 /// and returns the fields of its `control` file.
 pub fn read_control(r: impl Read) -> Result<BTreeMap<String, String>, DebError> {
-    let mut ar = open(r)?;
-    let member = seek_member(&mut ar, "control.tar")?;
-    let mut archive =
-        tar::Archive::new(Compression::from_member_name(&member)?.reader(ar.body(), &member)?);
-    let entries = archive
-        .entries()
-        .map_err(|e| DebError::io(format!("reading {member}"), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| DebError::io(format!("reading {member}"), e))?;
+    let mut found = None;
+    let member = for_each_member_entry(r, "control.tar", |member, entry| {
         let path = unpack::archive_path(&entry.path_bytes())?;
         if path.as_os_str() != "control" {
-            continue;
+            return Ok(ControlFlow::Continue(()));
         }
-        if entry.size() > MAX_CONTROL_BYTES {
-            return Err(DebError::Deb(format!(
-                "the control file in {member} is {} bytes; more than {} MiB is not a control file",
-                entry.size(),
-                MAX_CONTROL_BYTES >> 20
-            )));
-        }
-        let mut text = String::new();
-        entry
-            .take(MAX_CONTROL_BYTES)
-            .read_to_string(&mut text)
-            .map_err(|e| DebError::io(format!("reading control from {member}"), e))?;
-        let mut paragraphs = control::parse(&text)?;
-        if paragraphs.len() != 1 {
-            return Err(DebError::Deb(format!(
-                "the control file holds {} paragraphs, expected exactly one",
-                paragraphs.len()
-            )));
-        }
-        return Ok(paragraphs.remove(0).fields);
+        let bytes = read_capped(member, "control", entry)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| DebError::Deb(format!("the control file in {member} is not UTF-8")))?;
+        found = Some(text);
+        Ok(ControlFlow::Break(()))
+    })?;
+    let Some(text) = found else {
+        return Err(DebError::Deb(format!("{member} has no `control` file")));
+    };
+    let mut paragraphs = control::parse(&text)?;
+    if paragraphs.len() != 1 {
+        return Err(DebError::Deb(format!(
+            "the control file holds {} paragraphs, expected exactly one",
+            paragraphs.len()
+        )));
     }
-    Err(DebError::Deb(format!("{member} has no `control` file")))
+    Ok(paragraphs.remove(0).fields)
+}
+
+/// The control.tar members [`read_control_files`] returns; md5sums, templates, config and the like are
+/// not needed to plan what the maintainer scripts would do.
+pub const CONTROL_FILE_NAMES: &[&str] = &[
+    "control",
+    "conffiles",
+    "preinst",
+    "postinst",
+    "prerm",
+    "postrm",
+    "triggers",
+];
+
+/// Reads a .deb and returns the regular files of its control.tar named in [`CONTROL_FILE_NAMES`]
+/// (`./postinst` and `postinst` alike), by name, as raw bytes. Each is capped like the `control` file;
+/// other members and non-regular entries are ignored; a name present twice is an error.
+pub fn read_control_files(r: impl Read) -> Result<BTreeMap<String, Vec<u8>>, DebError> {
+    let mut out = BTreeMap::new();
+    for_each_member_entry(r, "control.tar", |member, entry| {
+        let path = unpack::archive_path(&entry.path_bytes())?;
+        let Some(name) = path.to_str().filter(|n| CONTROL_FILE_NAMES.contains(n)) else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        if !entry.header().entry_type().is_file() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let name = name.to_string();
+        if out.contains_key(&name) {
+            return Err(DebError::Deb(format!(
+                "{member} holds `{name}` twice; the package is malformed"
+            )));
+        }
+        let bytes = read_capped(member, &name, entry)?;
+        out.insert(name, bytes);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(out)
+}
+
+/// Reads one control.tar entry whole, refusing anything over [`MAX_CONTROL_BYTES`].
+fn read_capped<R: Read>(member: &str, name: &str, entry: &mut R) -> Result<Vec<u8>, DebError> {
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_CONTROL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DebError::io(format!("reading {name} from {member}"), e))?;
+    if bytes.len() as u64 > MAX_CONTROL_BYTES {
+        return Err(DebError::Deb(format!(
+            "the {name} file in {member} is larger than {} MiB; that is not a real control file",
+            MAX_CONTROL_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Unpacks data.tar into dest (which must exist): dirs, regular files (exec bit kept, other mode bits
@@ -87,8 +130,25 @@ fn for_each_data_entry<R: Read>(
     r: R,
     mut f: impl FnMut(&mut tar::Entry<'_, Box<dyn Read + '_>>) -> Result<(), DebError>,
 ) -> Result<(), DebError> {
+    for_each_member_entry(r, "data.tar", |_, entry| {
+        f(entry)?;
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(())
+}
+
+/// Calls `f` with the member's name and each entry of the first tar member whose name starts with
+/// `prefix`, until `f` breaks; returns the member's name.
+fn for_each_member_entry<R: Read>(
+    r: R,
+    prefix: &str,
+    mut f: impl FnMut(
+        &str,
+        &mut tar::Entry<'_, Box<dyn Read + '_>>,
+    ) -> Result<ControlFlow<()>, DebError>,
+) -> Result<String, DebError> {
     let mut ar = open(r)?;
-    let member = seek_member(&mut ar, "data.tar")?;
+    let member = seek_member(&mut ar, prefix)?;
     let mut archive =
         tar::Archive::new(Compression::from_member_name(&member)?.reader(ar.body(), &member)?);
     let entries = archive
@@ -96,9 +156,11 @@ fn for_each_data_entry<R: Read>(
         .map_err(|e| DebError::io(format!("reading {member}"), e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| DebError::io(format!("reading {member}"), e))?;
-        f(&mut entry)?;
+        if f(&member, &mut entry)?.is_break() {
+            break;
+        }
     }
-    Ok(())
+    Ok(member)
 }
 
 /// Opens the ar container and checks the `debian-binary` format version.

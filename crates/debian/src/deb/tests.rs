@@ -128,6 +128,76 @@ fn control_is_read_from_the_control_member() {
     assert_eq!(c["Description"], "demo\n long text");
 }
 
+/// A .deb whose control.tar (xz-compressed) holds `items`, with an empty data.tar.
+fn deb_with_control(items: &[Item]) -> Vec<u8> {
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+    e.write_all(&tar_of(items)).unwrap();
+    let control = e.finish().unwrap();
+    ar::build(&[
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.xz", &control),
+        ("data.tar", &tar_of(&[])),
+    ])
+}
+
+#[test]
+fn control_files_are_read_by_name_and_others_ignored() {
+    let deb = deb_with_control(&[
+        item(EntryType::Directory, "./", 0o755),
+        Item {
+            data: b"Package: demo\n",
+            ..item(EntryType::Regular, "./control", 0o644)
+        },
+        Item {
+            data: b"#!/bin/sh\nadduser --system demo\n",
+            ..item(EntryType::Regular, "./postinst", 0o755)
+        },
+        Item {
+            data: b"/etc/demo.conf\n",
+            ..item(EntryType::Regular, "conffiles", 0o644)
+        },
+        Item {
+            data: b"abc  usr/bin/demo\n",
+            ..item(EntryType::Regular, "./md5sums", 0o644)
+        },
+        Item {
+            link: Some(b"/etc/shadow"),
+            ..item(EntryType::Symlink, "./prerm", 0o777)
+        },
+    ]);
+    let files = read_control_files(&deb[..]).unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["conffiles", "control", "postinst"]
+    );
+    assert_eq!(files["postinst"], b"#!/bin/sh\nadduser --system demo\n");
+    assert_eq!(files["conffiles"], b"/etc/demo.conf\n");
+}
+
+#[test]
+fn control_files_twice_or_escaping_are_refused() {
+    let twice = deb_with_control(&[
+        Item {
+            data: b"a",
+            ..item(EntryType::Regular, "./postinst", 0o755)
+        },
+        Item {
+            data: b"b",
+            ..item(EntryType::Regular, "postinst", 0o755)
+        },
+    ]);
+    let e = read_control_files(&twice[..]).unwrap_err();
+    assert!(e.to_string().contains("`postinst` twice"), "{e}");
+    let escaping = deb_with_control(&[Item {
+        data: b"a",
+        ..item(EntryType::Regular, "../postinst", 0o755)
+    }]);
+    let e = read_control_files(&escaping[..]).unwrap_err();
+    assert!(matches!(e, DebError::UnsafePath { .. }), "{e}");
+    let no_control = ar::build(&[("debian-binary", b"2.0\n"), ("data.tar", b"")]);
+    assert!(read_control_files(&no_control[..]).is_err());
+}
+
 #[test]
 fn extracts_every_kind_for_every_compression() {
     for comp in [
