@@ -6,10 +6,12 @@
 //! `manifest.json`.
 
 mod builder;
+pub mod ca_bundle;
 pub mod cpio;
 mod error;
 pub mod etc;
 mod glob;
+pub mod ldcache;
 mod memo;
 pub mod modules;
 mod template;
