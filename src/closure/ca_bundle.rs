@@ -39,7 +39,7 @@ pub struct CertLink {
 pub struct CaBundle {
     /// `/etc/ssl/certs/ca-certificates.crt`, mode 0644.
     pub bundle: Vec<u8>,
-    /// Every link, sorted by name: the `.pem` links, then (by name order) the hash links.
+    /// Every link (the `.pem` ones and the hash ones), sorted by name in byte order.
     pub links: Vec<CertLink>,
     /// Names the conf trusts that are not among the certificates (the postinst quietly turns
     /// them into `!name` lines).
