@@ -7,11 +7,13 @@
 
 pub mod accounts;
 mod builder;
+pub mod ca_bundle;
 pub mod cpio;
 mod enabled;
 mod error;
 pub mod etc;
 mod glob;
+pub mod ldcache;
 pub mod maintainer;
 mod memo;
 mod package_etc;
