@@ -85,6 +85,15 @@ pub fn build_for(
         loaded.board.name,
         started.elapsed().as_secs_f64()
     ));
+    for w in &built.warnings {
+        ui.detail(format!("warning: {w}"));
+    }
+    if !built.warnings.is_empty() {
+        ui.info(format!(
+            "{} maintainer-script steps of the packages were not reproduced (see them with -v)",
+            built.warnings.len()
+        ));
+    }
     Ok((loaded, built, lock_text, ctx))
 }
 

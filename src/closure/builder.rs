@@ -14,7 +14,10 @@ use sha2::Digest;
 use super::cpio::{write_newc, CpioEntry};
 use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
-use super::{enabled, glob, memo, modules, package_etc, template::render};
+use super::accounts::{self, LoginUser};
+use super::{
+    enabled, glob, memo, modules, package_data, package_etc, template::render, triggers,
+};
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {
@@ -45,6 +48,8 @@ pub struct BuiltSystem {
     pub sw: StorePath,
     /// The generated /etc.
     pub etc: StorePath,
+    /// Maintainer-script steps not reproduced (one line each), for the person to read.
+    pub warnings: Vec<String>,
 }
 
 /// Package names the config and board need, in the order they were asked for. `sudo` comes in when
@@ -67,6 +72,13 @@ pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     }
     out
 }
+
+/// Where a package's store path keeps its control files (`postinst`, `conffiles`, …), as dpkg keeps
+/// them in /var/lib/dpkg/info; left out of the package set.
+pub const PACKAGE_META: &str = "DEBIAN";
+/// In [`PACKAGE_META`]: the packaged kind, mode, path and link target of every entry under var/ and
+/// srv/ (one JSON array per line), which the store does not keep.
+pub const VAR_LISTING: &str = "pideploy-var.jsonl";
 
 /// Store path names allow `[A-Za-z0-9+._?=-]`; Debian versions also use ':' and '~'.
 fn path_name(name: &str, version: &str) -> String {
@@ -210,8 +222,29 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         }
     };
 
-    // 3. The package set as an FHS tree, and /etc.
-    let sw = add_sw(inp.store, &packages)?;
+    // 3. What the maintainer scripts would have done (accounts, alternatives, /var), the package
+    // set as an FHS tree, and /etc.
+    let mut warnings = Vec::new();
+    let pdata = package_data::read(&packages, |sp| inp.store.physical(sp), &mut warnings)?;
+    let login: Vec<LoginUser> = cfg
+        .users
+        .iter()
+        .map(|u| {
+            let mut groups = u.groups.clone();
+            if u.sudo && !groups.iter().any(|g| g == "sudo") {
+                groups.push("sudo".into());
+            }
+            LoginUser {
+                name: u.name.clone(),
+                uid: u.uid,
+                groups,
+                shell: u.shell.clone().unwrap_or_else(|| "/bin/sh".into()),
+            }
+        })
+        .collect();
+    let accounts =
+        accounts::plan_accounts(&pdata.account_inputs(login)).map_err(BuildError::Config)?;
+    let sw = add_sw(inp.store, &packages, &pdata.alternatives)?;
     let consoles = if board.boot.login_consoles.is_empty() {
         vec![board
             .qemu
@@ -230,6 +263,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
             busybox: &busybox,
             consoles: &consoles,
             sudo: sudo.as_deref(),
+            accounts: &accounts,
         },
     )
     .map_err(BuildError::Config)?;
@@ -242,6 +276,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         |sp| inp.store.physical(sp),
         &overridden,
     )?;
+    triggers::add_package_effects(&mut plan.etc, &pdata, &packages, inp.store, &sw)?;
     plan.etc_files = etc::install_lines(&plan.etc);
     let mut etc_refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     etc_refs.insert(busybox_pkg.clone());
@@ -280,22 +315,52 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         initrd,
         sw,
         etc,
+        warnings,
     })
 }
 
 fn add_package(inp: &SystemInputs, lp: &LockedPackage) -> Result<StorePath, BuildError> {
     let name = path_name(&lp.name, &lp.version);
-    let key = memo::key(&["package", &lp.sha256, &name]);
+    // "package-2": the path also holds DEBIAN/ (control files, packaged modes under var/ and srv/).
+    let key = memo::key(&["package-2", &lp.sha256, &name]);
     if let Some(p) = memo::get(inp.store, &key) {
         return Ok(p);
     }
     // Re-hashed on use: a file swapped in under this sha256 name is refused, not unpacked.
-    let f = inp.cache.open_verified(&lp.name, &lp.sha256)?;
+    let open = || inp.cache.open_verified(&lp.name, &lp.sha256);
+    let (data, control, listing) = (open()?, open()?, open()?);
     let pkg = lp.name.clone();
     let p = inp.store.add(&name, &BTreeSet::new(), |tmp| {
         let out = tmp.join("out");
         fs::create_dir(&out)?;
-        pideploy_debian::deb::extract_data(f, &out).map_err(|e| other(format!("{pkg}: {e}")))?;
+        let fail = |e: pideploy_debian::DebError| other(format!("{pkg}: {e}"));
+        pideploy_debian::deb::extract_data(data, &out).map_err(fail)?;
+        if out.join(PACKAGE_META).exists() {
+            return Err(other(format!(
+                "{pkg}: the package ships /{PACKAGE_META}, where pideploy keeps its control files"
+            )));
+        }
+        let meta = out.join(PACKAGE_META);
+        fs::create_dir(&meta)?;
+        for (file, bytes) in pideploy_debian::deb::read_control_files(control).map_err(fail)? {
+            fs::write(meta.join(file), bytes)?;
+        }
+        let mut var = String::new();
+        for e in pideploy_debian::deb::list_data(listing).map_err(fail)? {
+            if !(e.path.starts_with("var/") || e.path.starts_with("srv/")) {
+                continue;
+            }
+            let kind = match e.kind {
+                pideploy_debian::deb::EntryKind::Dir => "d",
+                pideploy_debian::deb::EntryKind::File | pideploy_debian::deb::EntryKind::HardLink => "f",
+                pideploy_debian::deb::EntryKind::Symlink => "l",
+                _ => continue,
+            };
+            var += &serde_json::to_string(&(kind, e.mode & 0o7777, &e.path, &e.link_target))
+                .map_err(other)?;
+            var.push('\n');
+        }
+        fs::write(meta.join(VAR_LISTING), var)?;
         Ok::<(), io::Error>(())
     })?;
     memo::put(inp.store, &key, &p);
@@ -629,6 +694,7 @@ const WRAPPED: &[&str] = &["usr/bin/sudo"];
 fn add_sw(
     store: &LocalStore,
     packages: &BTreeMap<String, StorePath>,
+    alternatives: &[(String, String, String)],
 ) -> Result<StorePath, BuildError> {
     let refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     Ok(store.add("system-path", &refs, |tmp| {
@@ -643,6 +709,9 @@ fn add_sw(
                 ents.sort_by_key(|e| e.file_name());
                 for e in ents {
                     let r = rel.join(e.file_name());
+                    if r.as_os_str() == PACKAGE_META {
+                        continue;
+                    }
                     let dest = out.join(&r);
                     if e.file_type()?.is_dir() {
                         match fs::symlink_metadata(&dest) {
@@ -681,6 +750,29 @@ fn add_sw(
                     symlink("busybox", out.join("bin").join(&a))?;
                 }
             }
+        }
+        // Alternatives (update-alternatives in automatic mode): the generic name links to
+        // /etc/alternatives/NAME, which this generation's /etc points at the chosen provider.
+        for (link, name, _) in alternatives {
+            let rel = link.trim_start_matches('/');
+            let dest = out.join(rel);
+            if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+                continue;
+            }
+            // A postinst names the link: never create it through a link of the package set.
+            let through_link = Path::new(rel)
+                .ancestors()
+                .skip(1)
+                .filter(|a| !a.as_os_str().is_empty())
+                .any(|a| fs::symlink_metadata(out.join(a)).is_ok_and(|m| m.file_type().is_symlink()));
+            if through_link || fs::symlink_metadata(&dest).is_ok() {
+                conflicts += &format!("{rel} (alternative {name})\n");
+                continue;
+            }
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            symlink(format!("/etc/alternatives/{name}"), &dest)?;
         }
         // /lib/modules follows the running kernel, not this generation's: after a live switch to a
         // generation with another kernel, the booted one still finds its own modules. The next boot

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use pideploy_config::HostConfig;
 
+use super::accounts::Accounts;
 use super::system_units;
 use crate::shell;
 
@@ -49,26 +50,6 @@ pub struct EtcPlan {
     pub wrappers: String,
 }
 
-/// Debian's static group ids for the groups people usually ask for; others get ids from 900 down.
-const DEBIAN_GROUPS: &[(&str, u32)] = &[
-    ("adm", 4),
-    ("tty", 5),
-    ("disk", 6),
-    ("dialout", 20),
-    ("cdrom", 24),
-    ("sudo", 27),
-    ("audio", 29),
-    ("video", 44),
-    ("plugdev", 46),
-    ("staff", 50),
-    ("users", 100),
-    ("input", 105),
-    ("netdev", 108),
-    ("gpio", 997),
-    ("i2c", 998),
-    ("spi", 999),
-];
-
 /// Inputs the plan needs besides the config.
 pub struct EtcContext<'a> {
     /// Absolute path of the busybox binary (shebang of generated scripts).
@@ -78,12 +59,14 @@ pub struct EtcContext<'a> {
     /// Absolute path of the sudo binary when the sudo package is in the closure (then sudoers and
     /// the setuid wrapper are made).
     pub sudo: Option<&'a str>,
+    /// The accounts of the system (packages' and the config's).
+    pub accounts: &'a Accounts,
 }
 
 /// An owner or group name resolved to a numeric id, or an error naming it.
 fn resolve_id(kind: &str, name: &str, ids: &BTreeMap<String, u32>) -> Result<u32, String> {
     ids.get(name).copied().ok_or_else(|| {
-        format!("{kind} {name:?} is not root, a configured user or a known group: add it to users or use a number")
+        format!("{kind} {name:?} is not an account of this system (root, a configured user, or one a package creates): add it to users or use a number")
     })
 }
 
@@ -100,6 +83,7 @@ pub fn install_lines(etc: &BTreeMap<String, GenFile>) -> String {
         ("passwd", "0644"),
         ("group", "0644"),
         ("shadow", "0600"),
+        ("gshadow", "0600"),
         ("sudoers", "0440"),
     ]);
     let mut out = String::new();
@@ -130,49 +114,11 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     }
     let mut p = EtcPlan::default();
 
-    // Groups: root, one primary group per user (gid = uid), supplementary groups.
-    let mut gids: BTreeMap<String, u32> = BTreeMap::from([("root".into(), 0)]);
-    let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Accounts: planned from the packages' data and the config's users (super::accounts).
+    let acc = ctx.accounts;
+    let uids: BTreeMap<String, u32> = acc.users.iter().map(|u| (u.name.clone(), u.uid)).collect();
+    let gids: BTreeMap<String, u32> = acc.groups.iter().map(|g| (g.name.clone(), g.gid)).collect();
     for u in &cfg.users {
-        gids.insert(u.name.clone(), u.uid);
-        let mut groups = u.groups.clone();
-        if u.sudo && !groups.iter().any(|g| g == "sudo") {
-            groups.push("sudo".into());
-        }
-        for g in groups {
-            members.entry(g).or_default().push(u.name.clone());
-        }
-    }
-    let mut next_free = 900;
-    for g in members.keys() {
-        if gids.contains_key(g) {
-            continue;
-        }
-        let gid = match DEBIAN_GROUPS.iter().find(|(n, _)| n == g) {
-            Some((_, id)) => *id,
-            None => {
-                next_free -= 1;
-                next_free
-            }
-        };
-        gids.insert(g.clone(), gid);
-    }
-    let mut uids: BTreeMap<String, u32> = BTreeMap::from([("root".into(), 0)]);
-    for u in &cfg.users {
-        uids.insert(u.name.clone(), u.uid);
-    }
-
-    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
-    let mut shadow = String::from("root:*:1:0:99999:7:::\n");
-    for u in &cfg.users {
-        let shell = u.shell.as_deref().unwrap_or("/bin/sh");
-        passwd += &format!(
-            "{n}:x:{id}:{id}::/home/{n}:{shell}\n",
-            n = u.name,
-            id = u.uid
-        );
-        // '*' (not '!'): no password login, but key logins work (dropbear refuses locked '!' accounts).
-        shadow += &format!("{}:*:1:0:99999:7:::\n", u.name);
         p.users += &format!("{n} {id} {id} /home/{n}\n", n = u.name, id = u.uid);
         let mut keys = String::new();
         for k in &u.ssh_authorized_keys {
@@ -181,12 +127,8 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         }
         p.keys.insert(u.name.clone(), keys);
     }
-    let mut by_gid: Vec<(u32, &String)> = gids.iter().map(|(n, g)| (*g, n)).collect();
-    by_gid.sort();
-    let mut group = String::new();
-    for (gid, name) in by_gid {
-        let m = members.get(name).map(|v| v.join(",")).unwrap_or_default();
-        group += &format!("{name}:x:{gid}:{m}\n");
+    for (i, s) in cfg.services.iter().enumerate() {
+        resolve_id(&format!("services[{i}].user"), &s.user, &uids)?;
     }
 
     let e = &mut p.etc;
@@ -201,9 +143,10 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
             h = cfg.hostname
         )),
     );
-    e.insert("passwd".into(), GenFile::text(passwd));
-    e.insert("group".into(), GenFile::text(group));
-    e.insert("shadow".into(), GenFile::text(shadow));
+    e.insert("passwd".into(), GenFile::text(acc.passwd.clone()));
+    e.insert("group".into(), GenFile::text(acc.group.clone()));
+    e.insert("shadow".into(), GenFile::text(acc.shadow.clone()));
+    e.insert("gshadow".into(), GenFile::text(acc.gshadow.clone()));
     e.insert(
         "timezone".into(),
         GenFile::text(format!("{}\n", cfg.timezone)),
@@ -336,11 +279,35 @@ mod tests {
     use super::*;
     use pideploy_config::HostConfig;
 
-    fn ctx() -> EtcContext<'static> {
+    /// The accounts of `cfg`'s users with Debian's static sudo group (as base-passwd gives it).
+    fn accounts(cfg: &HostConfig) -> &'static Accounts {
+        use crate::closure::accounts::{plan_accounts, AccountInputs, BasePasswd, LoginUser};
+        let input = AccountInputs {
+            base_passwd: Some(BasePasswd {
+                passwd_master: "root:*:0:0:root:/root:/bin/bash\n".into(),
+                group_master: "root:*:0:\nsudo:*:27:\n".into(),
+            }),
+            login_users: cfg
+                .users
+                .iter()
+                .map(|u| LoginUser {
+                    name: u.name.clone(),
+                    uid: u.uid,
+                    groups: if u.sudo { vec!["sudo".into()] } else { vec![] },
+                    shell: "/bin/sh".into(),
+                })
+                .collect(),
+            ..AccountInputs::default()
+        };
+        Box::leak(Box::new(plan_accounts(&input).unwrap()))
+    }
+
+    fn ctx_for(cfg: &HostConfig) -> EtcContext<'static> {
         EtcContext {
             busybox: "/pideploy/store/x-busybox/bin/busybox",
             consoles: Box::leak(Box::new(["ttyAMA0".to_string()])),
             sudo: Some("/pideploy/store/x-sudo/usr/bin/sudo"),
+            accounts: accounts(cfg),
         }
     }
 
@@ -350,7 +317,7 @@ mod tests {
             "qemu-aarch64",
             vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey me@laptop".into()],
         );
-        let p = plan(&cfg, &ctx()).unwrap();
+        let p = plan(&cfg, &ctx_for(&cfg)).unwrap();
         let text = |k: &str| match &p.etc[k] {
             GenFile::File { data, .. } => String::from_utf8(data.clone()).unwrap(),
             GenFile::Link(t) => t.clone(),
@@ -394,6 +361,6 @@ mod tests {
             owner: "nobody-here".into(),
             group: "root".into(),
         });
-        assert!(plan(&cfg, &ctx()).unwrap_err().contains("nobody-here"));
+        assert!(plan(&cfg, &ctx_for(&cfg)).unwrap_err().contains("nobody-here"));
     }
 }

@@ -465,14 +465,15 @@ impl State<'_> {
                 Ok(())
             }
             [name] if program == "addgroup" || (group_opt && !system) => {
-                if !system {
+                let gid = id("--gid")?;
+                if !system && gid.is_none() {
                     return Err(
-                        "a non-system group; only --system groups are created from packages".into(),
+                        "a non-system group without a fixed id; only --system groups or groups with --gid are created from packages".into(),
                     );
                 }
                 self.facts.groups.push(GroupReq {
                     name: name.clone(),
-                    gid: id("--gid")?,
+                    gid,
                 });
                 Ok(())
             }
@@ -575,12 +576,13 @@ impl State<'_> {
         let [name] = parsed.operands.as_slice() else {
             return Err("expected exactly one group name".into());
         };
-        if !parsed.flags.contains_key("--system") {
+        let gid = numeric_id("-g", parsed.flags.get("--gid"))?;
+        // A group with its own fixed id (passwd's `groupadd -g 42 shadow`) is a static group.
+        if !parsed.flags.contains_key("--system") && gid.is_none() {
             return Err(
-                "a non-system group; only system groups (-r) are created from packages".into(),
+                "a non-system group without a fixed id; only system groups (-r) or groups with -g are created from packages".into(),
             );
         }
-        let gid = numeric_id("-g", parsed.flags.get("--gid"))?;
         self.facts.groups.push(GroupReq {
             name: name.clone(),
             gid,

@@ -16,10 +16,12 @@ mod glob;
 pub mod ldcache;
 pub mod maintainer;
 mod memo;
+mod package_data;
 mod package_etc;
 pub mod modules;
 pub mod system_units;
 mod template;
+mod triggers;
 pub mod var_tree;
 
 pub use builder::{build_system, wanted_packages, BuiltSystem, SystemInputs};
