@@ -345,9 +345,3 @@ fn missing_groups_and_users_are_errors() {
     assert!(e.contains("user svc") && e.contains("GECOS"), "{e}");
 }
 
-#[test]
-#[ignore = "prints the plan for a human to read"]
-fn show() {
-    let a = plan_accounts(&real()).unwrap();
-    println!("{}\n{}", a.passwd, a.group);
-}

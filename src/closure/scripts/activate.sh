@@ -264,6 +264,9 @@ enter pideploy/var 0 0 && put_file "$data/units" units 0644 0 0
 cd / && here=-
 if [ "$boot" = 0 ] && [ -z "$R" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload || die "systemctl daemon-reload failed; the previous generation is restored"
+    # What this generation's tmpfiles.d asks for (a new package's /var/lib/NAME), as at boot;
+    # systemd-tmpfiles never follows a link a user planted (it works through O_PATH descriptors).
+    systemd-tmpfiles --create 2>&1 | sed 's/^/activate: tmpfiles: /' >&2 || true
     if [ -n "$stop" ]; then
         echo "pideploy: stopping$stop"
         # shellcheck disable=SC2086
