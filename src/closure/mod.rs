@@ -13,6 +13,7 @@ mod glob;
 mod memo;
 pub mod modules;
 mod template;
+pub mod units;
 
 pub use builder::{build_system, wanted_packages, BuiltSystem, SystemInputs};
 pub use error::BuildError;
