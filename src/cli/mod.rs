@@ -6,6 +6,7 @@ mod cmd_doctor;
 mod cmd_fleet;
 mod cmd_image;
 mod cmd_lock;
+mod cmd_logs;
 mod cmd_qemu;
 mod conn;
 mod context;
@@ -115,6 +116,8 @@ enum Command {
     /// Check this machine, a target (--target) or an image for what pideploy needs; ✗ lines
     /// say how to fix them, and any ✗ makes the exit code 1.
     Doctor(cmd_doctor::DoctorArgs),
+    /// Show a target's systemd journal (all of it, or one unit's), optionally following it.
+    Logs(cmd_logs::LogsArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -142,6 +145,7 @@ pub fn run() -> i32 {
         Command::Rollback(a) => cmd_deploy::rollback(&ui, a),
         Command::Gc(a) => cmd_deploy::gc(&ui, &cli.global, a),
         Command::Doctor(a) => cmd_doctor::doctor(&ui, &cli.global, a),
+        Command::Logs(a) => cmd_logs::logs(a),
     };
     match result {
         Ok(code) => code,

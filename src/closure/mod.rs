@@ -22,6 +22,7 @@ pub mod modules;
 pub mod system_units;
 mod template;
 mod triggers;
+pub mod units;
 pub mod var_tree;
 
 pub use builder::{build_system, wanted_packages, BuiltSystem, SystemInputs};

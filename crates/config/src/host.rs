@@ -1,5 +1,6 @@
 //! The host config (`pi.toml`): its schema, defaults, and loading.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -206,7 +207,7 @@ pub enum Restart {
     No,
 }
 
-/// A long-running service.
+/// A service: long-running, or run on a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
@@ -220,6 +221,33 @@ pub struct Service {
     /// User the service runs as.
     #[serde(default = "root")]
     pub user: String,
+    // The fields below came with systemd units. Each is left out of the serialised form while
+    // unset, so configs without them keep their digests.
+    /// One-line description (`Description=`); the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Group the service runs as (`Group=`); the user's primary group when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Absolute working directory (`WorkingDirectory=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    /// Environment variables, `NAME = "value"` (`Environment=`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// Units this one starts after (`After=`), full names like `network-online.target`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Units started along with this one (`Wants=`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wants: Vec<String>,
+    /// Units this one needs (`Requires=`): it stops when they do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// A systemd calendar expression (`OnCalendar=`, e.g. `daily` or `*-*-* 03:00:00`): the
+    /// service becomes a oneshot run by a timer instead of a long-running one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 /// Extra boot settings added to the board's.

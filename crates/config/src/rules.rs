@@ -77,32 +77,6 @@ pub fn is_service_name(s: &str) -> bool {
         })
 }
 
-/// A systemd unit name with its type suffix, e.g. `nginx.service`, `serial-getty@ttyAMA0.service`.
-pub fn is_unit_name(s: &str) -> bool {
-    // systemd.unit(5): a name with one of the unit type suffixes; letters, digits and ":-_.\\@".
-    const SUFFIXES: &[&str] = &[
-        ".service",
-        ".socket",
-        ".target",
-        ".timer",
-        ".path",
-        ".mount",
-        ".automount",
-        ".swap",
-        ".slice",
-        ".scope",
-        ".device",
-    ];
-    let Some(stem) = SUFFIXES.iter().find_map(|x| s.strip_suffix(x)) else {
-        return false;
-    };
-    !stem.is_empty()
-        && s.len() <= 255
-        && stem
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b))
-}
-
 /// A Debian package name (policy 5.6.1): lower-case letters, digits, `+ - .`; at least two
 /// characters; starting with a letter or digit.
 pub fn is_package_name(s: &str) -> bool {
@@ -389,5 +363,74 @@ mod tests {
             "AAAAC3NzaC1lZDI1NTE5AAAAIGhc3YQ4uTmTsQwdYLq8"
         ));
         assert!(!is_ssh_public_key(&format!("{key}\nssh-rsa AAAA")));
+    }
+}
+
+/// The unit types systemd 252 knows, i.e. the suffixes a unit name may end in (systemd.unit(5)).
+pub const UNIT_TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "target",
+    "path",
+    "timer",
+    "slice",
+    "scope",
+];
+
+/// What kind of unit name a string is (systemd.unit(5): `foo.service`, `foo@.service`,
+/// `foo@bar.service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitNameKind {
+    /// `prefix.type`.
+    Plain,
+    /// `prefix@.type`: instantiated as `prefix@instance.type`.
+    Template,
+    /// `prefix@instance.type`.
+    Instance,
+}
+
+/// Classifies a unit name the way systemd's `unit_name_is_valid` does: at most 255 bytes of
+/// `[A-Za-z0-9:_.\-\\@]`, a non-empty prefix, a known type suffix after the last dot; the first
+/// `@` splits prefix and instance (the instance may contain further `@`). `None` if invalid.
+pub fn unit_name_kind(s: &str) -> Option<UnitNameKind> {
+    if s.is_empty() || s.len() > 255 {
+        return None;
+    }
+    let (stem, suffix) = s.rsplit_once('.')?;
+    if stem.is_empty() || !UNIT_TYPES.contains(&suffix) {
+        return None;
+    }
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b);
+    if !stem.bytes().all(valid) {
+        return None;
+    }
+    match stem.split_once('@') {
+        None => Some(UnitNameKind::Plain),
+        Some(("", _)) => None,
+        Some((_, "")) => Some(UnitNameKind::Template),
+        Some(_) => Some(UnitNameKind::Instance),
+    }
+}
+
+/// An environment variable name systemd accepts in `Environment=`: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Why `s` cannot be written as a one-line systemd unit setting (`Description=`, `OnCalendar=`,
+/// `WorkingDirectory=`), or `None`: control characters would break the line, and a trailing
+/// backslash would join it with the next one.
+pub fn unit_value_problem(s: &str) -> Option<&'static str> {
+    if s.chars().any(char::is_control) {
+        Some("must be one line without control characters")
+    } else if s.ends_with('\\') {
+        Some("must not end in a backslash (systemd would join the next line to it)")
+    } else {
+        None
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::host::{HostConfig, User};
-use crate::rules;
+use crate::host::{HostConfig, Restart, Service, User};
+use crate::rules::{self, UnitNameKind};
 
 /// One broken rule, at one field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,6 +154,34 @@ pub enum ValidationErrorKind {
         "must be a non-empty list of program and arguments, e.g. [\"/usr/bin/foo\", \"--bar\"]"
     )]
     EmptyCommand,
+    /// Bad environment variable name.
+    #[error("`{0}` is not an environment variable name: use `[A-Za-z_][A-Za-z0-9_]*`")]
+    EnvName(String),
+    /// An environment value that cannot be one `Environment=` line.
+    #[error("must not contain NUL or newline characters")]
+    EnvValue,
+    /// A working directory that is not an absolute path.
+    #[error("`{0}` is not an absolute, normalised directory path like `/var/lib/foo` (no `.`, `..`, empty components, backslashes or control characters)")]
+    WorkingDirectory(String),
+    /// Not a systemd unit name.
+    #[error("`{name}` is not a unit name: {hint}")]
+    UnitName {
+        /// The name.
+        name: String,
+        /// How to write it.
+        hint: String,
+    },
+    /// A value that cannot be one line of a unit file.
+    #[error("{0}")]
+    UnitValue(&'static str),
+    /// An empty schedule.
+    #[error(
+        "must be a systemd calendar expression like \"daily\" or \"*-*-* 03:00:00\", not empty"
+    )]
+    EmptySchedule,
+    /// A scheduled service with a restart policy.
+    #[error("a scheduled service runs once each time its timer fires, so it cannot be restarted: set restart = \"no\" or remove `schedule`")]
+    ScheduleRestart,
     /// Bad package name.
     #[error("`{0}` is not a Debian package name (lower-case letters, digits, `+-.`; at least 2 characters)")]
     PackageName(String),
@@ -176,11 +204,6 @@ pub enum ValidationErrorKind {
         "`{0}` is not a kernel module name (letters, digits, `_` and `-`, e.g. `snd_bcm2835`)"
     )]
     KernelModule(String),
-    /// Not a systemd unit name.
-    #[error(
-        "`{0}` is not a systemd unit name with its type, e.g. `nginx.service` or `fstrim.timer`"
-    )]
-    UnitName(String),
     /// A unit both enabled and disabled.
     #[error("`{0}` is also in systemd.enable; list it in one of the two")]
     EnabledAndDisabled(String),
@@ -401,6 +424,7 @@ impl HostConfig {
             if !rules::is_account_name(&service.user) {
                 issues.push(format!("{at}.user"), K::AccountName(service.user.clone()));
             }
+            check_service_unit(service, &at, issues);
         }
     }
 
@@ -461,8 +485,15 @@ impl HostConfig {
             ("systemd.disable", &self.systemd.disable),
         ] {
             for (i, u) in list.iter().enumerate() {
-                if !rules::is_unit_name(u) {
-                    issues.push(format!("{field}[{i}]"), K::UnitName(u.clone()));
+                if rules::unit_name_kind(u).is_none() {
+                    issues.push(
+                        format!("{field}[{i}]"),
+                        K::UnitName {
+                            name: u.clone(),
+                            hint: "write it with its type, e.g. `nginx.service` or `fstrim.timer`"
+                                .into(),
+                        },
+                    );
                 }
             }
         }
@@ -536,6 +567,92 @@ fn check_users(users: &[User], issues: &mut Issues) {
             }
         }
     }
+}
+
+/// The settings that go into a service's systemd units.
+fn check_service_unit(service: &Service, at: &str, issues: &mut Issues) {
+    use ValidationErrorKind as K;
+    if let Some(group) = &service.group {
+        if !rules::is_account_name(group) {
+            issues.push(format!("{at}.group"), K::AccountName(group.clone()));
+        }
+    }
+    if let Some(dir) = &service.working_directory {
+        if !is_directory_path(dir) {
+            issues.push(
+                format!("{at}.working_directory"),
+                K::WorkingDirectory(dir.clone()),
+            );
+        }
+    }
+    for (key, value) in &service.environment {
+        if !rules::is_env_name(key) {
+            issues.push(format!("{at}.environment"), K::EnvName(key.clone()));
+        }
+        if value.contains(['\0', '\n', '\r']) {
+            issues.push(format!("{at}.environment.{key}"), K::EnvValue);
+        }
+    }
+    for (field, names) in [
+        ("after", &service.after),
+        ("wants", &service.wants),
+        ("requires", &service.requires),
+    ] {
+        for (j, name) in names.iter().enumerate() {
+            if let Some(hint) = unit_name_hint(name) {
+                let name = name.clone();
+                issues.push(format!("{at}.{field}[{j}]"), K::UnitName { name, hint });
+            }
+        }
+    }
+    if let Some(problem) = service
+        .description
+        .as_deref()
+        .and_then(rules::unit_value_problem)
+    {
+        issues.push(format!("{at}.description"), K::UnitValue(problem));
+    }
+    if let Some(schedule) = &service.schedule {
+        if schedule.trim().is_empty() {
+            issues.push(format!("{at}.schedule"), K::EmptySchedule);
+        } else if let Some(problem) = rules::unit_value_problem(schedule) {
+            issues.push(format!("{at}.schedule"), K::UnitValue(problem));
+        }
+        if service.restart != Restart::No {
+            issues.push(format!("{at}.restart"), K::ScheduleRestart);
+        }
+    }
+}
+
+/// Why a dependency is not a unit name one can depend on, as advice; `None` if it is one.
+fn unit_name_hint(name: &str) -> Option<String> {
+    match rules::unit_name_kind(name) {
+        Some(UnitNameKind::Plain | UnitNameKind::Instance) => None,
+        Some(UnitNameKind::Template) => Some(
+            "a template cannot be depended on; name an instance, like `getty@tty1.service`".into(),
+        ),
+        // A bare name is ambiguous (systemd itself would not guess), so the fix is spelt out.
+        None if rules::unit_name_kind(&format!("{name}.target")).is_some() => Some(format!(
+            "give the full name with its type, e.g. write `{name}.target` or `{name}.service`"
+        )),
+        None => Some(
+            "use letters, digits and `:-_.\\@` and a type suffix, like `network-online.target`"
+                .into(),
+        ),
+    }
+}
+
+/// An absolute directory path systemd takes back unchanged: `/`, or `/`-separated components
+/// that are not empty, `.` or `..`, with nothing that would break a unit file line.
+fn is_directory_path(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('/') else {
+        return false;
+    };
+    let components_ok = rest.is_empty()
+        || rest
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    components_ok && !s.contains('\\') && rules::unit_value_problem(s).is_none()
 }
 
 /// The configured user whose home directory holds `path` (`/home/NAME/...`).

@@ -1,4 +1,5 @@
-//! Host config: parse errors with positions, every validation rule, defaults, starter file, digest.
+//! Host config: parse errors with positions, every validation rule, defaults, starter file, digest,
+//! and the service fields that become systemd unit settings.
 
 use std::path::Path;
 
@@ -338,6 +339,11 @@ fn unknown_restart_variant_is_a_parse_error() {
 )]
 #[case::board_empty("board = \"\"\nhostname = \"pi\"", "board", "EmptyBoard")]
 fn each_rule_is_reported_at_its_field(#[case] text: &str, #[case] path: &str, #[case] kind: &str) {
+    only_issue(text, path, kind);
+}
+
+/// Checks that `text` breaks exactly one rule, `kind` at `path`, and says so in one line.
+fn only_issue(text: &str, path: &str, kind: &str) {
     let found = issues(text);
     assert!(
         found
@@ -347,6 +353,7 @@ fn each_rule_is_reported_at_its_field(#[case] text: &str, #[case] path: &str, #[
     );
     // Exactly the broken rule, nothing collateral.
     assert_eq!(found.len(), 1, "{found:?}");
+    assert!(!found[0].to_string().contains('\n'), "{}", found[0]);
 }
 
 #[rstest]
@@ -566,4 +573,244 @@ fn a_board_file_resolves_against_base_dir_and_counts_by_content() {
             .board,
         "qemu-aarch64"
     );
+}
+
+/// The [[services]] fields that became systemd unit settings: parsing, defaults, each validation
+/// rule at its field, the starter file's example, and digests of configs without them.
+mod service_units {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A config with one service `web` and these extra lines in its table.
+    fn service(extra: &str) -> String {
+        format!(
+            "hostname = \"pi\"\n[[services]]\nname = \"web\"\ncommand = [\"/usr/bin/web\"]\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn all_fields_parse() {
+        let config = parse(&service(
+            "restart = \"no\"\ngroup = \"www-data\"\ndescription = \"The web\"\n\
+             working_directory = \"/srv/web\"\nenvironment = { PORT = \"80\", MSG = \"a b\" }\n\
+             after = [\"network-online.target\"]\nwants = [\"network-online.target\"]\n\
+             requires = [\"var-lib.mount\", \"getty@tty1.service\"]\nschedule = \"*-*-* 03:00:00\"",
+        ))
+        .unwrap();
+        let s = &config.services[0];
+        assert_eq!(s.group.as_deref(), Some("www-data"));
+        assert_eq!(s.description.as_deref(), Some("The web"));
+        assert_eq!(s.working_directory.as_deref(), Some("/srv/web"));
+        let env: BTreeMap<String, String> = [("MSG", "a b"), ("PORT", "80")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        assert_eq!(s.environment, env);
+        assert_eq!(s.after, ["network-online.target"]);
+        assert_eq!(s.wants, ["network-online.target"]);
+        assert_eq!(s.requires, ["var-lib.mount", "getty@tty1.service"]);
+        assert_eq!(s.schedule.as_deref(), Some("*-*-* 03:00:00"));
+    }
+
+    #[test]
+    fn new_fields_default_to_unset() {
+        let config = parse(&service("")).unwrap();
+        let s = &config.services[0];
+        assert_eq!(s.restart, Restart::OnFailure);
+        assert!(s.group.is_none() && s.description.is_none() && s.working_directory.is_none());
+        assert!(s.environment.is_empty() && s.after.is_empty() && s.wants.is_empty());
+        assert!(s.requires.is_empty() && s.schedule.is_none());
+    }
+
+    #[test]
+    fn unknown_service_field_is_still_refused() {
+        let err = parse(&service("enviroment = { A = \"1\" }")).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `enviroment`"),
+            "{err}"
+        );
+    }
+
+    /// Golden digest of a config with a service that uses only the fields from before units,
+    /// computed by the code before they were added: it must not change.
+    #[test]
+    fn configs_without_the_new_fields_keep_their_digest() {
+        let text = "hostname = \"pi\"\n[[services]]\nname = \"web\"\n\
+                    command = [\"/usr/bin/web\", \"--port\", \"80\"]\nrestart = \"always\"\n\
+                    user = \"pi\"\n[[users]]\nname = \"pi\"\nuid = 1000\n";
+        let config = HostConfig::from_toml_str(text, "pi.toml", Path::new("/")).unwrap();
+        assert!(config.canonical_json().unwrap().contains(
+            r#""services":[{"command":["/usr/bin/web","--port","80"],"name":"web","restart":"always","user":"pi"}]"#
+        ));
+        assert_eq!(
+            config.digest_hex().unwrap(),
+            "1214e4dccad716231b0da915a083993b3e4c1ca4daacdac71e6884fd73b62a4a"
+        );
+    }
+
+    #[rstest]
+    #[case::group("group = \"pi\"")]
+    #[case::description("description = \"x\"")]
+    #[case::working_directory("working_directory = \"/srv\"")]
+    #[case::environment("environment = { A = \"\" }")]
+    #[case::after("after = [\"a.target\"]")]
+    #[case::wants("wants = [\"a.target\"]")]
+    #[case::requires("requires = [\"a.target\"]")]
+    #[case::schedule("schedule = \"daily\"\nrestart = \"no\"")]
+    fn each_new_field_changes_the_digest(#[case] extra: &str) {
+        let base = parse(&service("")).unwrap().digest_hex().unwrap();
+        let with = parse(&service(extra)).unwrap().digest_hex().unwrap();
+        assert_ne!(base, with);
+    }
+
+    #[rstest]
+    #[case::env_name(
+        "environment = { \"1A\" = \"x\" }",
+        "services[0].environment",
+        "EnvName"
+    )]
+    #[case::env_name_dash(
+        "environment = { \"A-B\" = \"x\" }",
+        "services[0].environment",
+        "EnvName"
+    )]
+    #[case::env_newline(
+        "environment = { A = \"x\\ny\" }",
+        "services[0].environment.A",
+        "EnvValue"
+    )]
+    #[case::env_nul(
+        "environment = { A = \"x\\u0000y\" }",
+        "services[0].environment.A",
+        "EnvValue"
+    )]
+    #[case::group("group = \"Www\"", "services[0].group", "AccountName")]
+    #[case::workdir_relative(
+        "working_directory = \"srv\"",
+        "services[0].working_directory",
+        "WorkingDirectory"
+    )]
+    #[case::workdir_dotdot(
+        "working_directory = \"/srv/../etc\"",
+        "services[0].working_directory",
+        "WorkingDirectory"
+    )]
+    #[case::workdir_backslash(
+        "working_directory = \"/srv\\\\\"",
+        "services[0].working_directory",
+        "WorkingDirectory"
+    )]
+    #[case::after_bare("after = [\"network-online\"]", "services[0].after[0]", "UnitName")]
+    #[case::wants_type("wants = [\"a.b\"]", "services[0].wants[0]", "UnitName")]
+    #[case::requires_template(
+        "requires = [\"x.target\", \"getty@.service\"]",
+        "services[0].requires[1]",
+        "UnitName"
+    )]
+    #[case::after_space("after = [\"a b.target\"]", "services[0].after[0]", "UnitName")]
+    #[case::description("description = \"a\\nb\"", "services[0].description", "UnitValue")]
+    #[case::description_backslash(
+        "description = \"a\\\\\"",
+        "services[0].description",
+        "UnitValue"
+    )]
+    #[case::schedule_empty(
+        "schedule = \" \"\nrestart = \"no\"",
+        "services[0].schedule",
+        "EmptySchedule"
+    )]
+    #[case::schedule_newline(
+        "schedule = \"daily\\nhourly\"\nrestart = \"no\"",
+        "services[0].schedule",
+        "UnitValue"
+    )]
+    #[case::schedule_restart("schedule = \"daily\"", "services[0].restart", "ScheduleRestart")]
+    #[case::schedule_restart_always(
+        "schedule = \"daily\"\nrestart = \"always\"",
+        "services[0].restart",
+        "ScheduleRestart"
+    )]
+    fn each_rule_is_reported_at_its_field(
+        #[case] extra: &str,
+        #[case] path: &str,
+        #[case] kind: &str,
+    ) {
+        only_issue(&service(extra), path, kind);
+    }
+
+    #[test]
+    fn a_bare_dependency_name_is_answered_with_its_full_spelling() {
+        let found = issues(&service("after = [\"network-online\"]"));
+        let text = found[0].to_string();
+        assert!(text.contains("write `network-online.target`"), "{text}");
+    }
+
+    #[rstest]
+    #[case::root_dir("working_directory = \"/\"")]
+    #[case::instance_dep("requires = [\"getty@tty1.service\"]")]
+    #[case::root_mount("after = [\"-.mount\"]")]
+    #[case::calendar("schedule = \"Mon..Fri *-*-* 08:00:00\"\nrestart = \"no\"")]
+    #[case::env_empty_value("environment = { _A1 = \"\" }")]
+    #[case::env_value_specials("environment = { A = \"$x %i \\\"q\\\" 'x' \\\\ \\t\" }")]
+    fn boundary_values_are_accepted(#[case] extra: &str) {
+        parse(&service(extra)).unwrap();
+    }
+
+    /// The commented [[services]] example in the starter file, uncommented, is a valid config.
+    #[test]
+    fn starter_service_example_is_valid_when_uncommented() {
+        let mut example = String::from("hostname = \"pi\"\n[[users]]\nname = \"pi\"\nuid = 1000\n");
+        let mut inside = false;
+        for line in STARTER_TOML.lines() {
+            if line == "# [[services]]" {
+                inside = true;
+            } else if inside && !line.starts_with("# ") {
+                break;
+            }
+            if inside {
+                let line = line.trim_start_matches("# ");
+                // Lines that are prose, not TOML, in the example.
+                if line.starts_with(|c: char| c.is_ascii_uppercase()) || line.starts_with("then") {
+                    continue;
+                }
+                example += line;
+                example += "\n";
+            }
+        }
+        assert!(example.contains("schedule = "), "{example}");
+        let err = parse(&example).unwrap_err().to_string();
+        // The example shows every field, so with its schedule it needs restart = "no"; that is the
+        // only complaint.
+        assert!(err.contains("services[0].restart"), "{err}");
+        let fixed = example.replace("restart = \"on-failure\"", "restart = \"no\"");
+        let config = parse(&fixed).unwrap();
+        assert_eq!(config.services[0].environment["GREETING"], "hello world");
+    }
+
+    #[test]
+    fn unit_names_are_classified_like_systemd_does() {
+        use pideploy_config::rules::{unit_name_kind, UnitNameKind as K};
+        let cases = [
+            ("nginx.service", Some(K::Plain)),
+            ("-.mount", Some(K::Plain)),
+            ("dev-sda1.device", Some(K::Plain)),
+            ("a\\x2db.slice", Some(K::Plain)),
+            ("getty@.service", Some(K::Template)),
+            ("getty@tty1.service", Some(K::Instance)),
+            ("a@b@c.service", Some(K::Instance)),
+            ("@x.service", None),
+            ("x.serv", None),
+            ("x", None),
+            (".service", None),
+            ("a b.service", None),
+            ("a/b.service", None),
+            ("", None),
+        ];
+        for (name, kind) in cases {
+            assert_eq!(unit_name_kind(name), kind, "{name}");
+        }
+        let long = format!("{}.service", "a".repeat(247));
+        assert_eq!(long.len(), 255);
+        assert_eq!(unit_name_kind(&long), Some(K::Plain));
+        assert_eq!(unit_name_kind(&format!("a{long}")), None);
+    }
 }
