@@ -110,11 +110,16 @@ fn qemu_board_loads() {
     assert_eq!(
         board.base_packages,
         [
+            "base-passwd",
+            "bash",
             "busybox-static",
             "dosfstools",
             "dropbear-bin",
             "e2fsprogs",
-            "perl-base"
+            "systemd",
+            "systemd-sysv",
+            "udev",
+            "util-linux"
         ]
     );
     let qemu = board.qemu.as_ref().unwrap();
