@@ -17,7 +17,9 @@ use super::etc::{self, EtcContext, GenFile};
 use super::accounts::{self, LoginUser};
 use super::{
     enabled, glob, memo, modules, package_data, package_etc, template::render, triggers,
+    unit_enable,
 };
+use super::farm::FarmTree;
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {
@@ -277,6 +279,13 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         &overridden,
     )?;
     triggers::add_package_effects(&mut plan.etc, &pdata, &packages, inp.store, &sw)?;
+    unit_enable::add_units(
+        &mut plan.etc,
+        cfg,
+        &pdata.default_units,
+        &FarmTree::new(inp.store, &sw),
+        &accounts,
+    )?;
     plan.etc_files = etc::install_lines(&plan.etc);
     let mut etc_refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     etc_refs.insert(busybox_pkg.clone());

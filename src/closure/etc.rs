@@ -23,7 +23,8 @@ pub enum GenFile {
 }
 
 impl GenFile {
-    fn text(s: impl Into<String>) -> Self {
+    /// A regular, non-executable file.
+    pub fn text(s: impl Into<String>) -> Self {
         GenFile::File {
             data: s.into().into_bytes(),
             exec: false,

@@ -43,8 +43,37 @@ pub struct MaintainerFacts {
     /// Owners and modes it sets on absolute paths, one entry per path, later commands overriding
     /// earlier ones field by field.
     pub ownership: Vec<PathOwner>,
+    /// Files, links and directories it makes from what the package ships (`ucf`, `cp`, `ln -s`,
+    /// `mkdir -p`): a default configuration copied into /etc, a default web page into /var.
+    pub files: Vec<FileOp>,
     /// `PACKAGE: postinst line N: COMMAND: WHY` for each recognised command that could not be fully read.
     pub unsupported: Vec<String>,
+}
+
+/// A file a postinst makes on a fresh install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// `cp SRC DEST`, `ucf SRC DEST`: DEST starts as a copy of SRC.
+    Copy {
+        /// Source, an absolute path the package ships.
+        src: String,
+        /// Destination, absolute.
+        dest: String,
+    },
+    /// `ln -s TARGET LINK`.
+    Link {
+        /// The link, absolute.
+        link: String,
+        /// Its target, verbatim.
+        target: String,
+    },
+    /// `mkdir [-p] [-m MODE] DIR`.
+    Dir {
+        /// The directory, absolute.
+        path: String,
+        /// Mode, 0755 by default.
+        mode: u32,
+    },
 }
 
 /// A system group a package asks for.
@@ -331,6 +360,7 @@ impl State<'_> {
             "update-alternatives" => self.alternatives(&args),
             "chown" | "chgrp" | "chmod" => self.chown(&program, &args),
             "dpkg-statoverride" => self.statoverride(&args),
+            "ucf" | "cp" | "ln" | "mkdir" => self.file_op(&program, &args),
             _ => Ok(()),
         };
         if let Err(why) = result {
@@ -739,6 +769,72 @@ impl State<'_> {
         };
         for path in paths {
             self.set_owner(path, user.clone(), group.clone(), mode, recursive)?;
+        }
+        Ok(())
+    }
+
+    /// `ucf [--three-way] [--debconf-ok] NEW DEST`, `cp [-a|-p|-f] SRC DEST`, `ln -s[f|n|T] TARGET
+    /// LINK`, `mkdir [-p] [-m MODE] DIR…`, all with literal absolute paths.
+    fn file_op(&mut self, program: &str, args: &Args) -> Result<(), String> {
+        let words = Self::operands(args)?;
+        let spec: &[(&str, &str, bool)] = match program {
+            "ucf" => &[
+                ("", "--three-way", false),
+                ("", "--debconf-ok", false),
+                ("", "--sum-file", true),
+            ],
+            "cp" => &[
+                ("-a", "--archive", false),
+                ("-p", "--preserve", false),
+                ("-f", "--force", false),
+            ],
+            "ln" => &[
+                ("-s", "--symbolic", false),
+                ("-f", "--force", false),
+                ("-n", "--no-dereference", false),
+                ("-T", "--no-target-directory", false),
+            ],
+            _ => &[("-p", "--parents", false), ("-m", "--mode", true)],
+        };
+        let parsed = short_options(&words, spec)?;
+        let absolute = |p: &String| -> Result<String, String> {
+            if p.starts_with('/') && !p.contains(['*', '?', '[']) && !p.split('/').any(|c| c == "..") {
+                Ok(p.clone())
+            } else {
+                Err(format!("{p:?} is not a literal absolute path"))
+            }
+        };
+        match program {
+            "mkdir" => {
+                let mode = match parsed.flags.get("--mode") {
+                    Some(m) => octal_mode(m)?,
+                    None => 0o755,
+                };
+                for d in &parsed.operands {
+                    let path = absolute(d)?;
+                    self.facts.files.push(FileOp::Dir { path, mode });
+                }
+            }
+            "ln" => {
+                if !parsed.flags.contains_key("--symbolic") {
+                    return Err("only symbolic links (ln -s) are made from packages".into());
+                }
+                let [target, link] = parsed.operands.as_slice() else {
+                    return Err("expected ln -s TARGET LINK".into());
+                };
+                let link = absolute(link)?;
+                self.facts.files.push(FileOp::Link {
+                    link,
+                    target: target.clone(),
+                });
+            }
+            _ => {
+                let [src, dest] = parsed.operands.as_slice() else {
+                    return Err(format!("expected {program} SOURCE DESTINATION"));
+                };
+                let (src, dest) = (absolute(src)?, absolute(dest)?);
+                self.facts.files.push(FileOp::Copy { src, dest });
+            }
         }
         Ok(())
     }

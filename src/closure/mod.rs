@@ -11,6 +11,7 @@ pub mod ca_bundle;
 pub mod cpio;
 mod enabled;
 mod error;
+mod farm;
 pub mod etc;
 mod glob;
 pub mod ldcache;
@@ -22,6 +23,7 @@ pub mod modules;
 pub mod system_units;
 mod template;
 mod triggers;
+mod unit_enable;
 pub mod units;
 pub mod var_tree;
 

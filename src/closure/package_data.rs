@@ -14,7 +14,8 @@ use pideploy_store::StorePath;
 use super::accounts::{BasePasswd, LoginUser};
 use super::builder::{PACKAGE_META, VAR_LISTING};
 use super::error::{io, BuildError};
-use super::maintainer::{self, Alternative, MaintainerFacts, Sysusers};
+use super::etc::GenFile;
+use super::maintainer::{self, Alternative, FileOp, MaintainerFacts, Sysusers};
 use super::var_tree::{self, TreeEntry, TreeKind};
 
 /// The largest sysusers.d or base-passwd table read (real ones are a few KiB).
@@ -36,6 +37,8 @@ pub struct PackageData {
     pub var_tmpfiles: String,
     /// Units the packages enable on installation (`deb-systemd-helper enable`, `systemctl enable`).
     pub default_units: BTreeSet<String>,
+    /// /etc files the maintainer scripts make (`ucf` copies, `ln -s`), by path relative to /etc.
+    pub etc_files: Vec<(String, GenFile)>,
     /// Alternatives in automatic mode (the highest priority wins): `(link, name, path)` for every
     /// generic name and slave, e.g. `("/usr/bin/editor", "editor", "/usr/bin/vim.tiny")`.
     pub alternatives: Vec<(String, String, String)>,
@@ -121,8 +124,15 @@ pub fn read(
             });
         }
         let entries = var_entries(&meta.join(VAR_LISTING))?;
-        let lines = var_tree::var_tmpfiles(name, &sp.absolute(), &entries, &facts.ownership)
+        let mut lines = var_tree::var_tmpfiles(name, &sp.absolute(), &entries, &facts.ownership)
             .map_err(|e| BuildError::Config(format!("{name}: {e}")))?;
+        for op in &facts.files {
+            match file_op(op, packages, &physical) {
+                Placed::Etc(rel, f) => out.etc_files.push((rel, f)),
+                Placed::Var(line) => lines += &line,
+                Placed::Not(why) => warnings.push(format!("not reproduced: {name}: {why}")),
+            }
+        }
         // Many packages ship /var/lib or /var/log: the first line for a path is kept, so
         // systemd-tmpfiles sees each path once.
         for line in lines.lines() {
@@ -140,6 +150,76 @@ pub fn read(
         out.alternatives.extend(a.slaves);
     }
     Ok(out)
+}
+
+/// Where a maintainer script's file goes.
+enum Placed {
+    /// Into the generated /etc.
+    Etc(String, GenFile),
+    /// A tmpfiles.d line (under /var or /srv).
+    Var(String),
+    /// Nowhere: why.
+    Not(String),
+}
+
+/// Places one file operation: /etc as part of the generation, /var and /srv as tmpfiles.d lines
+/// (made once, never overwritten, as on a first install), anything else not at all.
+fn file_op(
+    op: &FileOp,
+    packages: &BTreeMap<String, StorePath>,
+    physical: &impl Fn(&StorePath) -> PathBuf,
+) -> Placed {
+    let (path, what) = match op {
+        FileOp::Copy { dest, .. } => (dest, "copy"),
+        FileOp::Link { link, .. } => (link, "link"),
+        FileOp::Dir { path, .. } => (path, "directory"),
+    };
+    let expressible = |s: &str| {
+        !s.is_empty()
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "\"'\\%".contains(c))
+    };
+    if let Some(rel) = path.strip_prefix("/etc/") {
+        return match op {
+            FileOp::Copy { src, .. } => Placed::Etc(rel.to_string(), GenFile::Link(src.clone())),
+            FileOp::Link { target, .. } => {
+                Placed::Etc(rel.to_string(), GenFile::Link(target.clone()))
+            }
+            FileOp::Dir { .. } => Placed::Not(format!(
+                "{path}: a directory in /etc appears with the files put in it"
+            )),
+        };
+    }
+    if !(path.starts_with("/var/") || path.starts_with("/srv/")) {
+        return Placed::Not(format!("{what} {path}: only /etc, /var and /srv are set up"));
+    }
+    let line = match op {
+        FileOp::Dir { path, mode } => format!("d {path} {mode:04o} root root -\n"),
+        FileOp::Link { link, target } if expressible(target) => {
+            format!("L {link} - - - - {target}\n")
+        }
+        FileOp::Copy { src, dest } => {
+            // The source as the store holds it (a regular file of one package), not through
+            // the package set's links.
+            let owner = packages.values().find(|sp| {
+                fs::symlink_metadata(physical(sp).join(src.trim_start_matches('/')))
+                    .is_ok_and(|m| m.is_file())
+            });
+            match owner {
+                Some(sp) if expressible(src) => {
+                    format!("C {dest} - - - - {}{src}\n", sp.absolute())
+                }
+                _ => return Placed::Not(format!("copy to {dest}: no package ships {src}")),
+            }
+        }
+        FileOp::Link { .. } => return Placed::Not(format!("{what} {path}: target not expressible")),
+    };
+    if expressible(path) {
+        Placed::Var(line)
+    } else {
+        Placed::Not(format!("{what} {path}: not expressible in tmpfiles.d"))
+    }
 }
 
 /// Keeps the alternative with the highest priority for its name (ties: the first package by name).
