@@ -11,15 +11,15 @@ use pideploy_config::{Board, HostConfig};
 use pideploy_store::{LocalStore, StorePath, STORE_DIR};
 use sha2::Digest;
 
+use super::accounts::{self, LoginUser};
 use super::cpio::{write_newc, CpioEntry};
 use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
-use super::accounts::{self, LoginUser};
+use super::farm::FarmTree;
 use super::{
     enabled, glob, memo, modules, package_data, package_etc, template::render, triggers,
     unit_enable,
 };
-use super::farm::FarmTree;
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {
@@ -361,7 +361,8 @@ fn add_package(inp: &SystemInputs, lp: &LockedPackage) -> Result<StorePath, Buil
             }
             let kind = match e.kind {
                 pideploy_debian::deb::EntryKind::Dir => "d",
-                pideploy_debian::deb::EntryKind::File | pideploy_debian::deb::EntryKind::HardLink => "f",
+                pideploy_debian::deb::EntryKind::File
+                | pideploy_debian::deb::EntryKind::HardLink => "f",
                 pideploy_debian::deb::EntryKind::Symlink => "l",
                 _ => continue,
             };
@@ -765,7 +766,11 @@ fn add_sw(
         for (link, name, _) in alternatives {
             let rel = link.trim_start_matches('/');
             let dest = out.join(rel);
-            if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+            if rel.is_empty()
+                || rel
+                    .split('/')
+                    .any(|c| c == ".." || c == "." || c.is_empty())
+            {
                 continue;
             }
             // A postinst names the link: never create it through a link of the package set.
@@ -773,7 +778,9 @@ fn add_sw(
                 .ancestors()
                 .skip(1)
                 .filter(|a| !a.as_os_str().is_empty())
-                .any(|a| fs::symlink_metadata(out.join(a)).is_ok_and(|m| m.file_type().is_symlink()));
+                .any(|a| {
+                    fs::symlink_metadata(out.join(a)).is_ok_and(|m| m.file_type().is_symlink())
+                });
             if through_link || fs::symlink_metadata(&dest).is_ok() {
                 conflicts += &format!("{rel} (alternative {name})\n");
                 continue;

@@ -236,7 +236,12 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         e.insert(
             "sudoers".into(),
             GenFile::text(
-                "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n",
+                // secure_path as Debian's sudoers has it (plus the setuid wrappers): `ssh pi@host
+                // sudo reboot` finds systemd's reboot in /sbin though the ssh server's PATH for
+                // commands is /usr/bin:/bin.
+                "Defaults env_reset\n\
+                 Defaults secure_path=\"/run/wrappers/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n\
+                 root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n",
             ),
         );
         // Only passwordless sudo is configured (users have no passwords), so PAM never authenticates.
@@ -362,6 +367,8 @@ mod tests {
             owner: "nobody-here".into(),
             group: "root".into(),
         });
-        assert!(plan(&cfg, &ctx_for(&cfg)).unwrap_err().contains("nobody-here"));
+        assert!(plan(&cfg, &ctx_for(&cfg))
+            .unwrap_err()
+            .contains("nobody-here"));
     }
 }

@@ -35,7 +35,10 @@ impl FarmTree {
         if target.split('/').any(|c| c == "..") {
             return None;
         }
-        if let Some(rest) = target.strip_prefix(STORE_DIR).and_then(|r| r.strip_prefix('/')) {
+        if let Some(rest) = target
+            .strip_prefix(STORE_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+        {
             return Some(self.store.join(rest));
         }
         let rel = target.strip_prefix('/')?;
@@ -131,10 +134,7 @@ mod tests {
             sw: PathBuf::from("/sw"),
             store: PathBuf::from("/st"),
         };
-        assert_eq!(
-            t.local("/usr/lib/x"),
-            Some(PathBuf::from("/sw/usr/lib/x"))
-        );
+        assert_eq!(t.local("/usr/lib/x"), Some(PathBuf::from("/sw/usr/lib/x")));
         assert_eq!(
             t.local(&format!("{STORE_DIR}/abc-x/lib")),
             Some(PathBuf::from("/st/abc-x/lib"))

@@ -798,7 +798,10 @@ impl State<'_> {
         };
         let parsed = short_options(&words, spec)?;
         let absolute = |p: &String| -> Result<String, String> {
-            if p.starts_with('/') && !p.contains(['*', '?', '[']) && !p.split('/').any(|c| c == "..") {
+            if p.starts_with('/')
+                && !p.contains(['*', '?', '['])
+                && !p.split('/').any(|c| c == "..")
+            {
                 Ok(p.clone())
             } else {
                 Err(format!("{p:?} is not a literal absolute path"))

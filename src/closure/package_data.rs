@@ -192,7 +192,9 @@ fn file_op(
         };
     }
     if !(path.starts_with("/var/") || path.starts_with("/srv/")) {
-        return Placed::Not(format!("{what} {path}: only /etc, /var and /srv are set up"));
+        return Placed::Not(format!(
+            "{what} {path}: only /etc, /var and /srv are set up"
+        ));
     }
     let line = match op {
         FileOp::Dir { path, mode } => format!("d {path} {mode:04o} root root -\n"),
@@ -213,7 +215,9 @@ fn file_op(
                 _ => return Placed::Not(format!("copy to {dest}: no package ships {src}")),
             }
         }
-        FileOp::Link { .. } => return Placed::Not(format!("{what} {path}: target not expressible")),
+        FileOp::Link { .. } => {
+            return Placed::Not(format!("{what} {path}: target not expressible"))
+        }
     };
     if expressible(path) {
         Placed::Var(line)
@@ -260,9 +264,8 @@ fn var_entries(listing: &Path) -> Result<Vec<TreeEntry>, BuildError> {
     let mut out = Vec::new();
     for line in text.lines() {
         let (kind, mode, path, target): (String, u32, String, Option<String>) =
-            serde_json::from_str(line).map_err(|e| {
-                BuildError::Internal(format!("{}: {e}", listing.display()))
-            })?;
+            serde_json::from_str(line)
+                .map_err(|e| BuildError::Internal(format!("{}: {e}", listing.display())))?;
         let kind = match (kind.as_str(), target) {
             ("d", _) => TreeKind::Dir,
             ("f", _) => TreeKind::File,

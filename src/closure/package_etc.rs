@@ -55,11 +55,7 @@ fn parents(rel: &str) -> impl Iterator<Item = &str> {
 
 /// Files (None) and links (their target, kept verbatim) below `dir`, by path relative to the
 /// package's etc, sorted.
-fn walk(
-    dir: &Path,
-    rel: &Path,
-    out: &mut Vec<(String, Option<String>)>,
-) -> Result<(), BuildError> {
+fn walk(dir: &Path, rel: &Path, out: &mut Vec<(String, Option<String>)>) -> Result<(), BuildError> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(io("reading", dir))?
         .collect::<Result<_, _>>()
@@ -115,7 +111,8 @@ mod tests {
         fs::create_dir_all(phys(&b).join("etc/pam.d")).unwrap();
         fs::write(phys(&b).join("etc/sudoers"), "pkg").unwrap();
         fs::write(phys(&b).join("etc/pam.d/sudo"), "pkg").unwrap();
-        let packages = BTreeMap::from([("nginx-common".to_string(), a.clone()), ("sudo".into(), b)]);
+        let packages =
+            BTreeMap::from([("nginx-common".to_string(), a.clone()), ("sudo".into(), b)]);
         let mut etc = BTreeMap::from([(
             "sudoers".to_string(),
             GenFile::File {

@@ -65,7 +65,10 @@ pub fn add_package_effects(
         }
         if let GenFile::Link(target) = f {
             if let Some(bytes) = tree.read_target(target) {
-                confs.push((name.to_string(), String::from_utf8_lossy(&bytes).into_owned()));
+                confs.push((
+                    name.to_string(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ));
             }
         }
     }
@@ -116,7 +119,9 @@ fn collect_certs(
         } else {
             format!("{rel}/{name}")
         };
-        let ft = e.file_type().map_err(super::error::io("reading", e.path()))?;
+        let ft = e
+            .file_type()
+            .map_err(super::error::io("reading", e.path()))?;
         if ft.is_dir() {
             collect_certs(&e.path(), &r, out)?;
         } else if ft.is_file() && name.ends_with(".crt") {

@@ -344,4 +344,3 @@ fn missing_groups_and_users_are_errors() {
     });
     assert!(e.contains("user svc") && e.contains("GECOS"), "{e}");
 }
-
