@@ -99,9 +99,10 @@ pub fn plan(spec: &ImageSpec, root_content_bytes: u64) -> Result<ImagePlan, Imag
     }
     let boot_start = BOOT_START_LBA * SECTOR_SIZE;
     let root_start = align_up(boot_start + spec.boot_size, ALIGN_BYTES);
-    // Content plus a quarter for metadata and growth, plus fixed room for the journal.
+    // Content plus half again (metadata, and room for the next generation's new package set
+    // before the first boot grows the root to the card), plus fixed room for the journal.
     let root_min = align_up(
-        root_content_bytes.saturating_add(root_content_bytes / 4) + ROOT_HEADROOM,
+        root_content_bytes.saturating_add(root_content_bytes / 2) + ROOT_HEADROOM,
         ALIGN_BYTES,
     );
     let tail = match spec.table {
@@ -199,9 +200,9 @@ mod tests {
         assert_eq!(p.boot.start_lba, 8192);
         assert_eq!(p.boot.size_lba, 512 * MIB / 512);
         assert_eq!(p.root.start_lba, 8192 + 1048576);
-        // 100 MiB content * 1.25 + 64 MiB = 189 MiB, aligned to 4 MiB = 192 MiB.
-        assert_eq!(p.root.size_bytes(), 192 * MIB);
-        assert_eq!(p.total_size, 4 * MIB + 512 * MIB + 192 * MIB);
+        // 100 MiB content * 1.5 + 64 MiB = 214 MiB, aligned to 4 MiB = 216 MiB.
+        assert_eq!(p.root.size_bytes(), 216 * MIB);
+        assert_eq!(p.total_size, 4 * MIB + 512 * MIB + 216 * MIB);
         assert_eq!(p.root.start_lba + p.root.size_lba, p.total_size / 512);
         assert_eq!(p.minimum_size, p.total_size);
     }

@@ -526,7 +526,7 @@ receive)
         *"No space left"*|*"Disk quota"*)
             chmod -R u+w "$in" 2>/dev/null; rm -rf "$in"
             die "the target's disk is full ($(df -k "$store" | awk 'NR == 2 { print int($4 / 1024) }') MiB free under $store); nothing was registered: free space (pideploy gc --target ...) and deploy again" ;;
-        *) die "the stream was cut or is corrupt; nothing was registered (run the deploy again)" ;;
+        *) die "the stream was cut or is corrupt ($(echo "$err" | tail -n 1)); nothing was registered (run the deploy again)" ;;
         esac
     fi
     n=0
