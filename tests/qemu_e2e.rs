@@ -144,6 +144,9 @@ fn qemu_image_boots_serves_ssh_and_is_reproducible() {
     assert_eq!(ssh("id -u; id -Gn"), "1001\nalice sudo");
     assert_eq!(ssh("cat /etc/motd"), "hello from pideploy");
     assert_eq!(ssh("stat -c '%U %a' /home/alice/notes.txt"), "alice 664");
+    // READY means SSH is up; the boot goes on to the config's services. It must end with every
+    // unit running.
+    assert_eq!(ssh("sudo -n systemctl is-system-running --wait"), "running");
     assert_eq!(ssh("cat /run/stamp"), "started");
     assert_eq!(
         ssh("readlink /pideploy/var/profiles/system"),

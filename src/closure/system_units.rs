@@ -59,7 +59,7 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         "[Unit]\n\
          Description=pideploy: boot partition, pending deploy, ssh host key\n\
          DefaultDependencies=no\n\
-         After=systemd-remount-fs.service\n\
+         After=systemd-remount-fs.service pideploy-grow-root.service\n\
          Before=network.target pideploy-sshd.service shutdown.target\n\
          Conflicts=shutdown.target\n\
          \n\
