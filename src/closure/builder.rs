@@ -483,8 +483,9 @@ fn add_kernel(
 }
 
 /// Selects the modules for the root (the board's `root_modules` and their dependencies, or all),
-/// decompresses them, and writes their `modules.dep` and `modules.alias`, so `modprobe` works on
-/// the target without `depmod` on the build machine. Everything goes to `staging/lib/modules/<version>/`.
+/// decompresses them, and writes their index (`modules.dep`, `modules.alias`, and the `.bin` forms
+/// libkmod reads), so udev and `modprobe` work on the target without `depmod` on the build machine.
+/// Everything goes to `staging/lib/modules/<version>/`.
 fn root_modules(
     inp: &SystemInputs,
     root: &Path,
@@ -515,7 +516,7 @@ fn root_modules(
         let version = parts[n - 1];
         if modules::is_module_file(&rel) {
             dirs.entry(dir).or_default().push(rel);
-        } else if !rel.starts_with("modules.dep") && !rel.starts_with("modules.alias") {
+        } else if !GENERATED_INDEX.iter().any(|g| rel.starts_with(g)) {
             let dest = staging.join(format!("lib/modules/{version}/{rel}"));
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).map_err(io("creating", parent))?;
@@ -564,17 +565,44 @@ fn root_modules(
                 dir, k.package, inp.board.name
             ))
         })?;
-        write(
-            &format!("lib/modules/{version}/modules.dep"),
-            idx.dep.as_bytes(),
-        )?;
-        write(
-            &format!("lib/modules/{version}/modules.alias"),
-            idx.alias.as_bytes(),
-        )?;
+        // The kernel's list of built-in modules, when it ships one as a plain file (never through a
+        // link, which could point outside the package).
+        let kernel_file = |name: &str| -> Result<Vec<u8>, BuildError> {
+            let src = root.join(&dir).join(name);
+            match fs::symlink_metadata(&src) {
+                Ok(m) if m.is_file() && m.len() <= 64 << 20 => {
+                    fs::read(&src).map_err(io("reading", &src))
+                }
+                Ok(_) => Err(BuildError::Kernel(format!(
+                    "{} is not a regular file of at most 64 MiB; fix the kernel package {}",
+                    src.display(),
+                    k.package
+                ))),
+                Err(_) => Ok(Vec::new()),
+            }
+        };
+        let builtin = modules::builtin_index(
+            &kernel_file("modules.builtin")?,
+            &kernel_file("modules.builtin.modinfo")?,
+        )
+        .map_err(|e| BuildError::Kernel(format!("{e} ({dir} in {})", k.package)))?;
+        for (name, data) in idx.files().into_iter().chain(builtin.files()) {
+            write(&format!("lib/modules/{version}/{name}"), data)?;
+        }
     }
     Ok(())
 }
+
+/// Index files the build writes itself; the kernel package's own (if any) are not copied.
+const GENERATED_INDEX: &[&str] = &[
+    "modules.dep",
+    "modules.alias",
+    "modules.symbols",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.softdep",
+    "modules.devname",
+];
 
 fn copy_tree(src: &Path, dest: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(src)?;

@@ -14,6 +14,7 @@ mod error;
 pub mod etc;
 mod farm;
 mod glob;
+pub mod kmod_index;
 pub mod ldcache;
 pub mod maintainer;
 mod memo;
