@@ -26,6 +26,10 @@ ar binutils                          ar writes foreign .deb archives for the .de
 pkg-config pkg-config                finds liblzma and OpenSSL when the xz2 and ssh2 crates build
 rsync rsync                          the peer that benches/deploy.sh compares deploys with
 busybox busybox-static               tests/security_activate.rs runs activation with busybox, the target shell
+modprobe kmod                        modprobe and depmod read back the kernel module indexes pideploy writes
+openssl openssl                      openssl x509 -hash checks the CA certificate hash links pideploy makes
+update-ca-certificates ca-certificates  the real update-ca-certificates is compared with the CA bundle pideploy builds
+systemd-analyze systemd              systemd-analyze verify and systemd --test check the unit files pideploy writes
 '
 need=
 for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do

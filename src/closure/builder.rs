@@ -161,9 +161,9 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
             kernel_version = lp.version.clone();
         }
     }
-    // "modules-index-1": the kernel path's layout (root modules and their index); bumped when it changes.
+    // "modules-index-2": the kernel path's layout (root modules and their index); bumped when it changes.
     let inputs = format!(
-        "modules-index-1 {:?} {:?} {:?} {:?} {} {}",
+        "modules-index-2 {:?} {:?} {:?} {:?} {} {}",
         board.kernel,
         board.boot,
         board.initrd,
