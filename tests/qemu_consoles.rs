@@ -66,10 +66,11 @@ fn every_login_console_gets_a_prompt_and_the_host_key_line() {
     let serial = vm.serial_log();
     let key_line = serial
         .lines()
-        .find(|l| l.contains("pideploy: ssh host key: ssh-ed25519 "))
-        .unwrap_or_else(|| panic!("no host key line on the UART:\n{serial}"))
-        .trim()
-        .to_string();
+        .find_map(|l| {
+            l.find("pideploy: ssh host key: ssh-ed25519 ")
+                .map(|i| l[i..].trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no host key line on the UART:\n{serial}"));
 
     // The second terminal: its own prompt, and the same host key line.
     let start = Instant::now();

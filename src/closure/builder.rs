@@ -890,6 +890,7 @@ fn add_toplevel(inp: &SystemInputs, t: &TopParts) -> Result<StorePath, BuildErro
         ("ready", include_str!("scripts/ready.sh")),
         ("udhcpc.script", include_str!("scripts/udhcpc.sh")),
         ("grow-root", include_str!("scripts/grow-root.sh")),
+        ("show-host-key", include_str!("scripts/show-host-key.sh")),
         (
             "watchdog-feeder",
             include_str!("scripts/watchdog-feeder.sh"),

@@ -149,12 +149,36 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
             .into(),
     );
     wanted("pideploy-ready.service", &mut u);
+    // The host key line on every login terminal, before its prompt: a terminal whose driver is a
+    // module (a virtio console) appears only after udev loaded it, so this waits for the device.
+    u.files.insert(
+        "pideploy-hostkey@.service".into(),
+        "[Unit]\n\
+         Description=pideploy: ssh host key line on %I\n\
+         DefaultDependencies=no\n\
+         BindsTo=dev-%i.device\n\
+         After=dev-%i.device pideploy-boot.service\n\
+         Before=getty@%i.service serial-getty@%i.service shutdown.target\n\
+         Conflicts=shutdown.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart=/run/current-system/show-host-key %I\n"
+            .into(),
+    );
     for c in consoles {
         let (unit, template) = getty_unit(c)?;
         u.links.insert(
             format!("getty.target.wants/{unit}"),
             format!("/lib/systemd/system/{template}"),
         );
+        if cfg.ssh.enable {
+            u.links.insert(
+                format!("getty.target.wants/pideploy-hostkey@{c}.service"),
+                "/etc/systemd/system/pideploy-hostkey@.service".into(),
+            );
+        }
     }
     u.links.insert(
         "default.target".into(),

@@ -65,10 +65,7 @@ if [ "$SSH_ENABLE" = 1 ]; then
     [ -s "$key" ] || dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1
     line="pideploy: ssh host key: $(dropbearkey -y -f "$key" | grep '^ssh-')"
     echo "$line"
-    # Also on every other terminal with a login prompt (/dev/console is the last active one).
-    console=$(awk '{ print $NF }' /sys/class/tty/console/active 2>/dev/null)
-    for c in $LOGIN_CONSOLES; do
-        [ "$c" != console ] && [ "$c" != "$console" ] && [ -c "/dev/$c" ] || continue
-        echo "$line" > "/dev/$c" 2>/dev/null || true
-    done
+    # The other login terminals show it before their prompt (pideploy-hostkey@.service).
+    mkdir -p /run/pideploy
+    echo "$line" > /run/pideploy/ssh-host-key.tmp && mv -f /run/pideploy/ssh-host-key.tmp /run/pideploy/ssh-host-key
 fi
