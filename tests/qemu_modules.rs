@@ -27,7 +27,7 @@ fn module_only_devices_are_bound_and_listed_modules_load() {
         format!(
             "board = \"qemu-aarch64\"\nhostname = \"modpi\"\n\n[boot]\n\
              kernel_modules = [\"dummy\", \"no_such_module\"]\n\n[[users]]\nname = \"pi\"\n\
-             uid = 1000\nssh_authorized_keys = [\"{public}\"]\n"
+             uid = 1000\nsudo = true\nssh_authorized_keys = [\"{public}\"]\n"
         ),
     )
     .unwrap();

@@ -29,6 +29,8 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         );
     };
     // Before anything else writes to the root: it may reboot once (first boot on a bigger card).
+    // Its lines go straight to the console (not through the journal, which a reboot right after
+    // would cut off) and into /pideploy/var/root-grown.
     u.files.insert(
         "pideploy-grow-root.service".into(),
         "[Unit]\n\
@@ -41,8 +43,11 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart=/run/current-system/grow-root\n\
-         StandardOutput=journal+console\n\
-         StandardError=journal+console\n"
+         StandardOutput=tty\n\
+         StandardError=tty\n\
+         TTYPath=/dev/console\n\
+         TTYReset=no\n\
+         TTYVHangup=no\n"
             .into(),
     );
     u.links.insert(
