@@ -6,7 +6,7 @@
 //! - `qemu-xhci` + `usb-tablet`: coldplug loads `xhci_pci`; the tablet then appears on the new USB
 //!   bus after boot, and udev loads `usbhid` for it (hotplug).
 //! - `boot.kernel_modules = ["dummy", "no_such_module"]`: systemd-modules-load loads `dummy`; the
-//!   missing one is logged and fails that unit only, and the boot goes on.
+//!   missing one is logged, and the boot goes on.
 
 mod common;
 
@@ -81,17 +81,13 @@ fn module_only_devices_are_bound_and_listed_modules_load() {
     let console = vm.wait_for("PIDEPLOY-READY", Duration::from_secs(240));
     let known = vm.known_hosts(w);
     let ssh = |cmd: &str| vm.ssh(&known, &key, "pi", cmd);
-    // The listed module that does not exist fails systemd-modules-load (logged, the boot goes on),
-    // so the boot ends "degraded", with that one unit failed.
+    // The listed module that does not exist is logged by systemd-modules-load, which goes on: the
+    // boot ends with every unit running.
     assert_eq!(
         ssh("sudo -n systemctl is-system-running --wait || true"),
-        "degraded"
+        "running"
     );
-    assert_eq!(
-        ssh("sudo -n systemctl --failed --no-legend --plain | cut -d' ' -f1"),
-        "systemd-modules-load.service"
-    );
-    let loads = ssh("sudo -n journalctl -b -u systemd-modules-load --no-pager");
+    let loads = ssh("sudo -n journalctl -b -t systemd-modules-load --no-pager");
     assert!(loads.contains("Inserted module 'dummy'"), "{loads}");
     assert!(
         loads.contains("Failed to find module 'no_such_module'"),
