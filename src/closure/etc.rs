@@ -211,6 +211,15 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         "systemd/network/99-default.link".into(),
         GenFile::Link("/dev/null".into()),
     );
+    // Generators for what a pideploy system does not have (encrypted or verity volumes, GPT
+    // auto-mounts, hibernation, SysV init scripts, rc.local, the system-update target): masked,
+    // each is an exec systemd waits for on every boot and daemon-reload (seconds under QEMU).
+    for g in system_units::MASKED_GENERATORS {
+        e.insert(
+            format!("systemd/system-generators/{g}"),
+            GenFile::Link("/dev/null".into()),
+        );
+    }
     for (name, text) in system_units::settings() {
         e.insert(format!("systemd/{name}"), GenFile::text(text));
     }

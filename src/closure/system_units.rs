@@ -36,7 +36,6 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         "[Unit]\n\
          Description=pideploy: grow the root to fill the card (first boot)\n\
          DefaultDependencies=no\n\
-         After=systemd-remount-fs.service\n\
          Before=sysinit.target systemd-journal-flush.service systemd-tmpfiles-setup.service\n\
          \n\
          [Service]\n\
@@ -64,7 +63,7 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         "[Unit]\n\
          Description=pideploy: boot partition, pending deploy, ssh host key\n\
          DefaultDependencies=no\n\
-         After=systemd-remount-fs.service pideploy-grow-root.service\n\
+         After=pideploy-grow-root.service\n\
          Before=network.target pideploy-sshd.service shutdown.target\n\
          Conflicts=shutdown.target\n\
          \n\
@@ -199,6 +198,19 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         .insert("systemd-firstboot.service".into(), "/dev/null".into());
     Ok(u)
 }
+
+/// systemd's generators a pideploy system masks (`/etc/systemd/system-generators/NAME` → /dev/null,
+/// systemd.generator(7)); the fstab, getty, debug and run generators stay.
+pub const MASKED_GENERATORS: &[&str] = &[
+    "systemd-cryptsetup-generator",
+    "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator",
+    "systemd-integritysetup-generator",
+    "systemd-rc-local-generator",
+    "systemd-system-update-generator",
+    "systemd-sysv-generator",
+    "systemd-veritysetup-generator",
+];
 
 /// systemd's drop-ins of a pideploy system, by path relative to `/etc/systemd`.
 pub fn settings() -> BTreeMap<String, String> {

@@ -8,7 +8,8 @@
 # someone else could change (docs/ARCHITECTURE.md, "Activation"):
 # - a directory is entered one component at a time from the root (`enter`, `step`); each must be a real
 #   directory owned by root or by the owner of what is written there, and the kernel's path of the
-#   directory reached (`pwd -P`) must be the expected one. All later names are relative to it.
+#   directory reached (`pwd -P`, which `cd -P` leaves in $PWD: POSIX cd) must be the expected one.
+#   All later names are relative to it.
 # - a file is made inside a private directory (`mktemp -d`, root-only) created where it belongs, given
 #   its owner and mode there, and renamed into place: rename replaces a link, never follows it.
 # - owners and modes change only on that private file or on the directory we stand in (`.`).
@@ -83,7 +84,7 @@ step() {
         [ "$shared" = 0 ] || chown -h "$_u:$_g" -- "./$_n" || die "cannot hand $(at "$_n") to uid $_u"
     fi
     cd -P -- "./$_n" || die "cannot enter $(at "$_n")"
-    [ "$(pwd -P)" = "$here/$_n" ] || { [ -z "$_probe" ] || return 1; die "$R${here#"$Rp"}/$_n moved while activation entered it; run activation again"; }
+    [ "$PWD" = "$here/$_n" ] || { [ -z "$_probe" ] || return 1; die "$R${here#"$Rp"}/$_n moved while activation entered it; run activation again"; }
     here=$here/$_n
     # Shared: owned by a user, or writable by group or others (then anyone could have put things here).
     _m=$(stat -c '%u %a' .) || die "cannot read the owner and mode of $(at .)"
@@ -119,7 +120,7 @@ put_file() {
         obstacle "$2" "is a directory, but the configuration puts a file there; remove it"
     fi
     _p=$(mktemp -d "./.pideploy-XXXXXX") || die "cannot create a temporary directory in $(at .)"
-    cd -P -- "$_p" && [ "$(pwd -P)" = "$here/${_p#./}" ] || die "$(at "${_p#./}") moved while activation wrote $(at "$2"); run activation again"
+    cd -P -- "$_p" && [ "$PWD" = "$here/${_p#./}" ] || die "$(at "${_p#./}") moved while activation wrote $(at "$2"); run activation again"
     { cat -- "$1" > f && chown -h "$4:$5" f && chmod "$3" f && replace "$2"; } || die "cannot write $(at "$2")"
     cd -P .. || die "cannot return to $(at .)"
     rmdir -- "$_p" 2>/dev/null || true
@@ -171,14 +172,16 @@ while read -r kind path mode uid gid; do
 done < "$data/etc-files"
 # Links the previous generation made that this one does not have (compared as fixed strings).
 if [ -f "$Rp/pideploy/var/etc-files" ]; then
+    # One pass for the lines this generation does not have (not one grep per line: forks are slow).
     while read -r kind path rest; do
         [ "$kind" = link ] || continue
-        grep -Fxq -- "link $path" "$data/etc-files" && continue
         case $path in */*) dir=etc/${path%/*} ;; *) dir=etc ;; esac
         name=${path##*/}
         enter "$dir" 0 0 probe || continue
         if [ "$(readlink -- "$name" 2>/dev/null)" = "/etc/static/$path" ]; then rm -f -- "./$name" || true; fi
-    done < "$Rp/pideploy/var/etc-files"
+    done <<EOF
+$(grep -Fxv -f "$data/etc-files" "$Rp/pideploy/var/etc-files")
+EOF
 fi
 enter pideploy/var 0 0 && put_file "$data/etc-files" etc-files 0644 0 0
 enter etc/dropbear 0 0 && chmod 0700 .
@@ -193,7 +196,7 @@ while read -r name uid gid home; do
         die "$(at "$n") is not a directory, but it is the home of $name; remove it"
     fi
     [ -e "$n" ] || mkdir -m 0700 -- "./$n" || die "cannot create $(at "$n")"
-    cd -P -- "./$n" && [ "$(pwd -P)" = "$here/$n" ] || die "cannot enter $(at "$n")"
+    cd -P -- "./$n" && [ "$PWD" = "$here/$n" ] || die "cannot enter $(at "$n")"
     here=$here/$n
     chown -h "$uid:$gid" . && chmod 0700 . || die "cannot hand $here to $name"
     shared=1
@@ -266,7 +269,8 @@ if [ "$boot" = 0 ] && [ -z "$R" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload || die "systemctl daemon-reload failed; the previous generation is restored"
     # What this generation's tmpfiles.d asks for (a new package's /var/lib/NAME), as at boot;
     # systemd-tmpfiles never follows a link a user planted (it works through O_PATH descriptors).
-    systemd-tmpfiles --create 2>&1 | sed 's/^/activate: tmpfiles: /' >&2 || true
+    # Part of the activation: if it fails, the previous generation is restored.
+    systemd-tmpfiles --create || die "systemd-tmpfiles --create failed (its lines are above); the previous generation is restored"
     if [ -n "$stop" ]; then
         echo "pideploy: stopping$stop"
         # shellcheck disable=SC2086
