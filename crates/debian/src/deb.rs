@@ -84,7 +84,20 @@ pub fn read_control_files(r: impl Read) -> Result<BTreeMap<String, Vec<u8>>, Deb
 }
 
 /// Reads one control.tar entry whole, refusing anything over [`MAX_CONTROL_BYTES`].
-fn read_capped<R: Read>(member: &str, name: &str, entry: &mut R) -> Result<Vec<u8>, DebError> {
+fn read_capped(
+    member: &str,
+    name: &str,
+    entry: &mut tar::Entry<'_, Box<dyn Read + '_>>,
+) -> Result<Vec<u8>, DebError> {
+    // Refused on the size the header claims, before reading: a truncated member that claims a
+    // gigabyte is not read as whatever bytes happen to follow.
+    if entry.size() > MAX_CONTROL_BYTES {
+        return Err(DebError::Deb(format!(
+            "the {name} file in {member} claims {} bytes; more than {} MiB is not a control file",
+            entry.size(),
+            MAX_CONTROL_BYTES >> 20
+        )));
+    }
     let mut bytes = Vec::new();
     entry
         .take(MAX_CONTROL_BYTES + 1)
@@ -92,7 +105,7 @@ fn read_capped<R: Read>(member: &str, name: &str, entry: &mut R) -> Result<Vec<u
         .map_err(|e| DebError::io(format!("reading {name} from {member}"), e))?;
     if bytes.len() as u64 > MAX_CONTROL_BYTES {
         return Err(DebError::Deb(format!(
-            "the {name} file in {member} is larger than {} MiB; that is not a real control file",
+            "the {name} file in {member} is larger than {} MiB; that is not a control file",
             MAX_CONTROL_BYTES >> 20
         )));
     }
