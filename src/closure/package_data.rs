@@ -174,12 +174,8 @@ fn file_op(
         FileOp::Link { link, .. } => (link, "link"),
         FileOp::Dir { path, .. } => (path, "directory"),
     };
-    let expressible = |s: &str| {
-        !s.is_empty()
-            && !s
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "\"'\\%".contains(c))
-    };
+    // As tmpfiles.d reads it back, and without specifiers: a postinst path is taken literally.
+    let expressible = |s: &str| var_tree::expressible(s) && !s.contains('%');
     if let Some(rel) = path.strip_prefix("/etc/") {
         return match op {
             FileOp::Copy { src, .. } => Placed::Etc(rel.to_string(), GenFile::Link(src.clone())),

@@ -49,7 +49,7 @@ pub fn add_package_etc(
 }
 
 /// `a/b/c` → `a`, `a/b`.
-fn parents(rel: &str) -> impl Iterator<Item = &str> {
+pub(super) fn parents(rel: &str) -> impl Iterator<Item = &str> {
     rel.match_indices('/').map(move |(i, _)| &rel[..i])
 }
 

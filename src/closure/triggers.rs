@@ -9,12 +9,12 @@ use std::path::Path;
 
 use pideploy_store::{LocalStore, StorePath};
 
-use super::ca_bundle;
 use super::error::BuildError;
 use super::etc::GenFile;
 use super::farm::FarmTree;
 use super::ldcache;
 use super::package_data::PackageData;
+use super::{ca_bundle, package_etc};
 
 /// Adds the packages' effects to the generated /etc.
 pub fn add_package_effects(
@@ -39,10 +39,7 @@ pub fn add_package_effects(
     }
     // What the maintainer scripts copy or link into /etc, below packaged and generated files.
     for (rel, f) in &data.etc_files {
-        let parent_is_file = rel
-            .match_indices('/')
-            .any(|(i, _)| etc.contains_key(&rel[..i]));
-        if !parent_is_file {
+        if !package_etc::parents(rel).any(|p| etc.contains_key(p)) {
             etc.entry(rel.clone()).or_insert_with(|| f.clone());
         }
     }

@@ -142,7 +142,7 @@ fn owner_of<'a>(path: &str, ownership: &'a [PathOwner]) -> Owner<'a> {
 
 /// Whether tmpfiles.d can read `s` back as written: no white space, control characters, quotes or
 /// backslashes (which it unquotes and unescapes), and not empty.
-fn expressible(s: &str) -> bool {
+pub(super) fn expressible(s: &str) -> bool {
     !s.is_empty()
         && !s
             .chars()
