@@ -42,6 +42,9 @@ pub enum StageError {
     /// The toplevel's boot data is malformed.
     #[error("boot entry: {0}")]
     Entry(String),
+    /// The toplevel's activation data is malformed.
+    #[error("generation 1: {0}")]
+    Activation(String),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
@@ -151,7 +154,60 @@ pub fn stage_root(
         "initial image",
     )?;
     write(&gdir.join("1.json"), record.as_bytes())?;
+    lay_down_links(&store.physical(toplevel), root)?;
     Ok(total)
+}
+
+/// Generation 1's links, as its activation would make them on the first boot: the FHS directories
+/// through the running system, `/etc/static`, one `/etc` link per `link` line of
+/// `activation/etc-files`, and the record of those lines. Each link costs the activation on the
+/// card a few forks (seconds on a first boot); already in place, it costs a check. Files that
+/// activation copies (owners, modes) are still made by it.
+fn lay_down_links(system: &Path, root: &Path) -> Result<(), StageError> {
+    for d in ["bin", "sbin", "lib", "usr"] {
+        let link = root.join(d);
+        symlink(format!("/run/current-system/sw/{d}"), &link).map_err(io_err("writing", &link))?;
+    }
+    let etc_link = system.join("etc");
+    let etc_store = fs::read_link(&etc_link).map_err(io_err("reading", &etc_link))?;
+    let etc = root.join("etc");
+    symlink(&etc_store, etc.join("static")).map_err(io_err("writing", &etc))?;
+    let list_path = system.join("activation/etc-files");
+    let list = fs::read_to_string(&list_path).map_err(io_err("reading", &list_path))?;
+    let bad = |why: &str| StageError::Activation(format!("{}: {why}", list_path.display()));
+    for line in list.lines() {
+        let mut words = line.split(' ');
+        let (Some("link"), Some(rel)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let parts: Vec<&str> = rel.split('/').collect();
+        if parts
+            .iter()
+            .any(|c| c.is_empty() || *c == "." || *c == "..")
+        {
+            return Err(bad(&format!("{rel:?} is not a plain relative path")));
+        }
+        let mut dir = etc.clone();
+        for c in &parts[..parts.len() - 1] {
+            dir.push(c);
+            // Never through a link: it would point outside the staged root.
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(bad(&format!("{rel}: {} is not a directory", dir.display()))),
+                Err(_) => {
+                    fs::create_dir(&dir).map_err(io_err("creating", &dir))?;
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+                        .map_err(io_err("chmod", &dir))?;
+                }
+            }
+        }
+        let link = dir.join(parts[parts.len() - 1]);
+        symlink(format!("/etc/static/{rel}"), &link).map_err(io_err("writing", &link))?;
+    }
+    let record = root.join("pideploy/var/etc-files");
+    fs::write(&record, &list).map_err(io_err("writing", &record))?;
+    fs::set_permissions(&record, fs::Permissions::from_mode(0o644))
+        .map_err(io_err("chmod", &record))
 }
 
 /// The JSON record of a generation (`/pideploy/var/generations/N.json`).

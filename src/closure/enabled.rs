@@ -13,11 +13,7 @@ use super::etc::GenFile;
 
 /// Units that run once per boot and never again on a live switch (the boot tasks would clear the
 /// deploy's own lock; the readiness marker is for the console watcher of a boot).
-const BOOT_ONLY: &[&str] = &[
-    "pideploy-grow-root.service",
-    "pideploy-boot.service",
-    "pideploy-ready.service",
-];
+const BOOT_ONLY: &[&str] = &["pideploy-boot.service", "pideploy-ready.service"];
 
 /// Directories (relative to the package set) where packages ship unit files.
 pub const PACKAGE_UNIT_DIRS: &[&str] = &["lib/systemd/system", "usr/lib/systemd/system"];

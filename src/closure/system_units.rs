@@ -1,5 +1,5 @@
 //! The systemd units pideploy itself adds to every generation (pure: config in, unit files out):
-//! the boot tasks, the first-boot root grow, the ssh server, the DHCP client, the readiness marker,
+//! the boot tasks, the ssh server, the DHCP client, the readiness marker,
 //! a login prompt on each console, and the settings that make a Debian systemd boot headless and
 //! unattended (no first-boot wizard, bounded stop timeouts, a persistent but bounded journal).
 //!
@@ -28,31 +28,6 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
             format!("/etc/systemd/system/{name}"),
         );
     };
-    // Before anything else writes to the root: it may reboot once (first boot on a bigger card).
-    // Its lines go straight to the console (not through the journal, which a reboot right after
-    // would cut off) and into /pideploy/var/root-grown.
-    u.files.insert(
-        "pideploy-grow-root.service".into(),
-        "[Unit]\n\
-         Description=pideploy: grow the root to fill the card (first boot)\n\
-         DefaultDependencies=no\n\
-         Before=sysinit.target systemd-journal-flush.service systemd-tmpfiles-setup.service\n\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         RemainAfterExit=yes\n\
-         ExecStart=/run/current-system/grow-root\n\
-         StandardOutput=tty\n\
-         StandardError=tty\n\
-         TTYPath=/dev/console\n\
-         TTYReset=no\n\
-         TTYVHangup=no\n"
-            .into(),
-    );
-    u.links.insert(
-        "sysinit.target.wants/pideploy-grow-root.service".into(),
-        "/etc/systemd/system/pideploy-grow-root.service".into(),
-    );
     // The boot partition, a deploy left pending, the host key: settled before anyone can log in.
     // The boot tasks, the ssh server, DHCP and the readiness marker need only the root and the
     // kernel's devices, which stage 2 mounted: without the default dependencies they do not wait
@@ -63,7 +38,6 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         "[Unit]\n\
          Description=pideploy: boot partition, pending deploy, ssh host key\n\
          DefaultDependencies=no\n\
-         After=pideploy-grow-root.service\n\
          Before=network.target pideploy-sshd.service shutdown.target\n\
          Conflicts=shutdown.target\n\
          \n\
@@ -71,8 +45,9 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart=/run/current-system/boot-tasks\n\
-         StandardOutput=journal+console\n\
-         StandardError=journal+console\n"
+         Nice=-10\n\
+         StandardOutput=journal\n\
+         StandardError=journal\n"
             .into(),
     );
     wanted("pideploy-boot.service", &mut u);
@@ -122,7 +97,6 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
              Description=DHCP client on eth0 (busybox udhcpc)\n\
              DefaultDependencies=no\n\
              Wants=network.target\n\
-             After=pideploy-boot.service\n\
              Before=network.target shutdown.target\n\
              Conflicts=shutdown.target\n\
              \n\
@@ -149,7 +123,7 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart=/run/current-system/ready\n\
-         StandardOutput=journal+console\n"
+         StandardOutput=journal\n"
             .into(),
     );
     wanted("pideploy-ready.service", &mut u);
@@ -196,6 +170,15 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
     // finish booting. The machine id is made by stage 2 instead.
     u.links
         .insert("systemd-firstboot.service".into(), "/dev/null".into());
+    // Accounts are made at build time from the packages' sysusers.d (and /etc/passwd is the
+    // generation's, rewritten by every activation): a boot-time run could only add entries the
+    // next activation drops again.
+    u.links
+        .insert("systemd-sysusers.service".into(), "/dev/null".into());
+    // Repartitioning from repart.d, which no pideploy system has (the root is grown by
+    // stage 2's grow-root); its Wants= would still load the loop and dm_mod modules on every boot.
+    u.links
+        .insert("systemd-repart.service".into(), "/dev/null".into());
     Ok(u)
 }
 

@@ -21,6 +21,11 @@ use super::units::{self, UnitFile};
 /// Directories where packages ship units, in systemd's order of precedence.
 const UNIT_DIRS: &[&str] = &["/usr/lib/systemd/system", "/lib/systemd/system"];
 
+/// Units Debian packages enable that a pideploy system leaves off unless `[systemd] enable` names
+/// them: e2fsprogs' `e2scrub_reap` removes leftover e2scrub snapshots of LVM volumes, which a
+/// pideploy card does not have, and costs about 2 s of CPU on every boot of a Pi-class machine.
+pub const OFF_BY_DEFAULT: &[&str] = &["e2scrub_reap.service"];
+
 /// The most units one `Also=` chain may pull in (a crafted package could make a cycle).
 const MAX_UNITS: usize = 1000;
 
@@ -77,7 +82,10 @@ pub fn add_units(
     }
     let mut done: BTreeSet<String> = BTreeSet::new();
     while let Some((unit, asked)) = todo.pop() {
-        if disabled.contains(&unit) || !done.insert(unit.clone()) {
+        if disabled.contains(&unit)
+            || (!asked && OFF_BY_DEFAULT.contains(&unit.as_str()))
+            || !done.insert(unit.clone())
+        {
             continue;
         }
         if done.len() > MAX_UNITS {

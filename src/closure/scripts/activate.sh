@@ -92,12 +92,56 @@ step() {
     if { [ "$1" != 0 ] && [ "$1" != "$me" ]; } || [ $((0$2 & 022)) != 0 ]; then shared=1; else shared=0; fi
 }
 
+nl='
+'
+# Directories only root can change, seen with one `stat` instead of one per component entered (a
+# fork costs milliseconds on a Pi's first boot, more under emulation): " . etc etc/ssl ".
+# look DIR...: adds DIR and its parents (relative to the root) that are real directories, owned
+# by root (or $me), writable by nobody else. A path whose every component is listed can only have
+# been changed by root between this look and a later `enter`, so `enter` goes there in one step.
+trusted=" "
+look() {
+    _all=.
+    for _d in "$@"; do
+        while [ -n "$_d" ]; do
+            case "$nl$_all$nl" in *"$nl$_d$nl"*) ;; *) _all=$_all$nl$_d ;; esac
+            case $_d in */*) _d=${_d%/*} ;; *) _d= ;; esac
+        done
+    done
+    # Not following the last component: a link is reported as a link. Missing paths print nothing.
+    _out=$(cd -P -- "$Rp/" && IFS=$nl && set -f && stat -c '%u %f %n' -- $_all 2>/dev/null) || true
+    while read -r _u _f _n; do
+        [ -n "$_n" ] || continue
+        [ "$_u" = 0 ] || [ "$_u" = "$me" ] || continue
+        _m=$((0x$_f))
+        [ $((_m & 0170000)) = 16384 ] && [ $((_m & 022)) = 0 ] || continue
+        trusted="$trusted$_n "
+    done <<EOF
+$_out
+EOF
+}
+# True when DIR and every parent up to the root were seen by `look`.
+is_trusted() { # DIR
+    case "$trusted" in *" . "*) ;; *) return 1 ;; esac
+    _t=$1
+    while [ -n "$_t" ]; do
+        case "$trusted" in *" $_t "*) ;; *) return 1 ;; esac
+        case $_t in */*) _t=${_t%/*} ;; *) _t= ;; esac
+    done
+}
+
 # enter DIR UID GID [probe]: makes DIR (relative to the root; "" for the root itself) the current
-# directory, one checked component at a time.
+# directory, one checked component at a time (in one step where `look` found the way trusted).
 enter() {
     _dir=$1
     # Already there, and only root can have changed it since.
     [ "$shared" = 0 ] && [ "$here" = "$Rp${_dir:+/$_dir}" ] && return 0
+    _want=$Rp${_dir:+/$_dir}
+    if is_trusted "$_dir" && cd -P -- "$Rp/$_dir" 2>/dev/null && [ "$PWD" = "${_want:-/}" ]; then
+        here=$_want
+        shared=0
+        return 0
+    fi
     cd -P -- "$Rp/" || die "cannot enter the root $root"
     here=$Rp
     shared=0
@@ -125,6 +169,12 @@ put_file() {
     cd -P .. || die "cannot return to $(at .)"
     rmdir -- "$_p" 2>/dev/null || true
 }
+# Keeps SRC as the record NAME in /pideploy/var (a fork to compare, not six to rewrite, when equal).
+record() { # SRC NAME
+    enter pideploy/var 0 0
+    if [ -f "$2" ] && [ ! -L "$2" ] && cmp -s -- "$1" "$2"; then return 0; fi
+    put_file "$1" "$2" 0644 0 0
+}
 # put_link TARGET NAME: points NAME in the current directory (only root can write here) at TARGET.
 put_link() {
     if [ -d "$2" ] && [ ! -L "$2" ]; then
@@ -136,6 +186,33 @@ put_link() {
     { [ -L "$2" ] && rm -f -- "./$2" && mv -Tf -- "$_p" "./$2"; } || { rm -f -- "$_p"; die "cannot replace $(at "$2")"; }
 }
 
+# The data files are read whole and split in the shell: its `read` makes a system call per byte,
+# which was a third of a first boot's activation under emulation. Their fields have no blanks
+# (paths are checked at build time), so "$nl" splits lines and " " fields; `set -f` keeps a `*`
+# in a name from being expanded as a pattern.
+etc_lines=$(cat -- "$data/etc-files")
+files_lines=$(cat -- "$data/files.list")
+set -f
+
+# Every directory entered below (as root) is looked at once, with its parents.
+dirs="dev proc sys run tmp root home mnt var var/log var/tmp etc boot boot/firmware pideploy/var"
+IFS=$nl
+for l in $etc_lines; do
+    IFS=' '
+    set -- $l
+    case $2 in */*) dirs="$dirs etc/${2%/*}" ;; esac
+done
+IFS=$nl
+for l in $files_lines; do
+    IFS=' '
+    set -- $l
+    rel=${2#/}
+    case $rel in */*) dirs="$dirs ${rel%/*}" ;; esac
+done
+IFS=' '
+# shellcheck disable=SC2086 # words by design (see above)
+look $dirs
+unset IFS
 for d in dev proc sys run tmp root home mnt var var/log var/tmp etc boot boot/firmware pideploy/var; do
     enter "$d" 0 0
 done
@@ -155,21 +232,39 @@ for d in bin sbin lib usr; do
         put_link "$want" "$d"
     fi
 done
-enter run 0 0 && put_link "$sys" current-system
+enter run 0 0
+[ "$(readlink current-system 2>/dev/null)" = "$sys" ] || put_link "$sys" current-system
 
 # /etc: generated files are links into /etc/static (this generation's etc), except the few that
 # must be real files with their own modes.
-enter etc 0 0 && put_link "$etc_store" static
-while read -r kind path mode uid gid; do
+enter etc 0 0
+[ "$(readlink static 2>/dev/null)" = "$etc_store" ] || put_link "$etc_store" static
+IFS=$nl
+for l in $etc_lines; do
+    IFS=' '
+    # shellcheck disable=SC2086 # words by design (see above)
+    set -- $l
+    unset IFS
+    kind=$1 path=$2 mode=${3:-} uid=${4:-} gid=${5:-}
     case $path in */*) dir=etc/${path%/*} ;; *) dir=etc ;; esac
     name=${path##*/}
     enter "$dir" 0 0
     case "$kind" in
-        link) [ "$(readlink -- "$name" 2>/dev/null)" = "/etc/static/$path" ] || put_link "/etc/static/$path" "$name" ;;
+        link)
+            # On the live root, a link that already reaches this generation's file is left without
+            # a readlink fork per link (the image builder lays gen 1's links down; every boot checks
+            # them all). Under --root, /etc/static would resolve on this machine: compared exactly.
+            if [ -z "$R" ] && [ -L "$name" ] && [ "$name" -ef "$etc_store/$path" ]; then
+                :
+            elif [ "$(readlink -- "$name" 2>/dev/null)" != "/etc/static/$path" ]; then
+                put_link "/etc/static/$path" "$name"
+            fi
+            ;;
         copy) put_file "$Rp$etc_store/$path" "$name" "$mode" "$uid" "$gid" ;;
         *) die "bad line in etc-files: $kind $path" ;;
     esac
-done < "$data/etc-files"
+done
+unset IFS
 # Links the previous generation made that this one does not have (compared as fixed strings).
 if [ -f "$Rp/pideploy/var/etc-files" ]; then
     # One pass for the lines this generation does not have (not one grep per line: forks are slow).
@@ -183,7 +278,7 @@ if [ -f "$Rp/pideploy/var/etc-files" ]; then
 $(grep -Fxv -f "$data/etc-files" "$Rp/pideploy/var/etc-files")
 EOF
 fi
-enter pideploy/var 0 0 && put_file "$data/etc-files" etc-files 0644 0 0
+record "$data/etc-files" etc-files
 enter etc/dropbear 0 0 && chmod 0700 .
 
 # Users: home directories and authorized keys. /home is root's, so the home itself can only be what
@@ -225,7 +320,7 @@ if [ -f "$Rp/pideploy/var/files.list" ]; then
         if [ -L "$name" ] || { [ -e "$name" ] && [ ! -d "$name" ]; }; then rm -f -- "./$name" 2>/dev/null || true; fi
     done < "$Rp/pideploy/var/files.list"
 fi
-enter pideploy/var 0 0 && put_file "$data/files.list" files.list 0644 0 0
+record "$data/files.list" files.list
 
 # setuid wrappers live outside the store (store files never carry setuid bits). /run/wrappers is
 # a root-only tmpfs that init mounted.
@@ -250,20 +345,48 @@ fi
 # switch-to-configuration: units gone are stopped, changed ones restarted, new ones started, the
 # rest left alone. `boot` units (root grow, boot tasks, readiness marker) run at boot only: running
 # the boot tasks again would clear the lock this deploy holds.
+# Compared in the shell ("NAME DIGEST" lines between newlines), not with a process per unit.
 old_units=$Rp/pideploy/var/units
-stop= restart= start=
-if [ -f "$old_units" ]; then
-    while read -r u d rest; do
-        awk -v u="$u" '$1 == u { f = 1 } END { exit !f }' "$data/units" || stop="$stop $u"
-    done < "$old_units"
-fi
-while read -r u d rest; do
-    [ "$rest" != boot ] || continue
-    o=
-    [ ! -f "$old_units" ] || o=$(awk -v u="$u" '$1 == u { print $2; exit }' "$old_units")
-    if [ -z "$o" ]; then start="$start $u"; elif [ "$o" != "$d" ]; then restart="$restart $u"; fi
-done < "$data/units"
-enter pideploy/var 0 0 && put_file "$data/units" units 0644 0 0
+stop= restart= start= olds=$nl news=$nl
+old_lines=
+[ ! -f "$old_units" ] || old_lines=$(cat -- "$old_units")
+new_lines=$(cat -- "$data/units")
+IFS=$nl
+for l in $old_lines; do
+    IFS=' '
+    # shellcheck disable=SC2086 # words by design (see above)
+    set -- $l
+    olds="$olds$1 $2$nl"
+done
+IFS=$nl
+for l in $new_lines; do
+    IFS=' '
+    # shellcheck disable=SC2086
+    set -- $l
+    news="$news$1 $2$nl"
+done
+IFS=$nl
+for l in $old_lines; do
+    IFS=' '
+    # shellcheck disable=SC2086
+    set -- $l
+    case "$news" in *"$nl$1 "*) ;; *) stop="$stop $1" ;; esac
+done
+IFS=$nl
+for l in $new_lines; do
+    IFS=' '
+    # shellcheck disable=SC2086
+    set -- $l
+    [ "${3:-}" != boot ] || continue
+    case "$olds" in
+        *"$nl$1 $2$nl"*) ;;
+        *"$nl$1 "*) restart="$restart $1" ;;
+        *) start="$start $1" ;;
+    esac
+done
+unset IFS
+set +f
+record "$data/units" units
 cd / && here=-
 if [ "$boot" = 0 ] && [ -z "$R" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload || die "systemctl daemon-reload failed; the previous generation is restored"

@@ -6,39 +6,40 @@
 set -u
 . /etc/pideploy/system.env
 
-ip link set "$NET_IFACE" up 2>/dev/null || echo "pideploy: warning: no network interface $NET_IFACE"
-if [ "$NET_MODE" = static ]; then
-    ip addr add "$NET_ADDRESS" dev "$NET_IFACE"
-    [ -z "$NET_GATEWAY" ] || ip route add default via "$NET_GATEWAY" dev "$NET_IFACE"
-    : > /run/resolv.conf.tmp
-    for d in $NET_DNS; do echo "nameserver $d" >> /run/resolv.conf.tmp; done
-    mv -f /run/resolv.conf.tmp /run/resolv.conf
-    echo "pideploy: $NET_IFACE has $NET_ADDRESS"
-fi
+main() {
+    ip link set "$NET_IFACE" up 2>/dev/null || echo "pideploy: warning: no network interface $NET_IFACE"
+    if [ "$NET_MODE" = static ]; then
+        ip addr add "$NET_ADDRESS" dev "$NET_IFACE"
+        [ -z "$NET_GATEWAY" ] || ip route add default via "$NET_GATEWAY" dev "$NET_IFACE"
+        : > /run/resolv.conf.tmp
+        for d in $NET_DNS; do echo "nameserver $d" >> /run/resolv.conf.tmp; done
+        mv -f /run/resolv.conf.tmp /run/resolv.conf
+        echo "pideploy: $NET_IFACE has $NET_ADDRESS"
+    fi
 
-# The boot partition is partition 1 of the disk that holds /.
-majmin=$(awk '$5 == "/" { print $3; exit }' /proc/self/mountinfo)
-part=$(readlink -f "/sys/dev/block/$majmin")
-bootdev=
-for p in "$(dirname "$part")"/*/partition; do
-    [ "$(cat "$p" 2>/dev/null)" = 1 ] && bootdev=/dev/$(basename "$(dirname "$p")")
-done
-# The boot FAT is checked and repaired before it is mounted writable: a power cut while a deploy
-# wrote a boot entry leaves lost clusters or a dirty bit that the kernel's vfat neither repairs nor
-# clears, and a later write could spread the damage (the FAT is mounted here, not from fstab, so
-# systemd-fsck never sees it). fsck.fat exits 0 when it found nothing, 1 when it found (and
-# with -a repaired) errors, 2 on a usage error (dosfstools' fsck.fat(8), EXIT STATUS).
-fsck_boot() {
-    out=$(fsck.fat -a "$1" 2>&1)
-    rc=$?
-    # Its first line is the version and its last the summary; what is between are the findings
-    # (without -a's "Auto-correcting." and "*** Filesystem was changed ***" chatter).
-    found=$(echo "$out" | sed '1d;$d;s/^ *//;/^Auto-correcting/d;/^\*\*\*/d;/^Writing changes/d;/^Performing changes/d' | tr '\n' ' ' | sed 's/ *$//')
-    case "$rc" in
-        0) echo "pideploy: boot FAT on $1 checked: clean" ;;
-        1) echo "pideploy: boot FAT on $1 repaired by fsck.fat -a: $found" ;;
-        *) echo "pideploy: warning: fsck.fat -a $1 failed (exit $rc): $(echo "$out" | tail -n1); mounting it unrepaired" ;;
-    esac
+    # The boot partition is partition 1 of the disk that holds /.
+    majmin=$(awk '$5 == "/" { print $3; exit }' /proc/self/mountinfo)
+    part=$(readlink -f "/sys/dev/block/$majmin")
+    bootdev=
+    for p in "$(dirname "$part")"/*/partition; do
+        [ "$(cat "$p" 2>/dev/null)" = 1 ] && bootdev=/dev/$(basename "$(dirname "$p")")
+    done
+    # The boot FAT is checked and repaired before it is mounted writable: a power cut while a deploy
+    # wrote a boot entry leaves lost clusters or a dirty bit that the kernel's vfat neither repairs nor
+    # clears, and a later write could spread the damage (the FAT is mounted here, not from fstab, so
+    # systemd-fsck never sees it). fsck.fat exits 0 when it found nothing, 1 when it found (and
+    # with -a repaired) errors, 2 on a usage error (dosfstools' fsck.fat(8), EXIT STATUS).
+    fsck_boot() {
+        out=$(fsck.fat -a "$1" 2>&1)
+        rc=$?
+        # Its first line is the version and its last the summary; what is between are the findings
+        # (without -a's "Auto-correcting." and "*** Filesystem was changed ***" chatter).
+        found=$(echo "$out" | sed '1d;$d;s/^ *//;/^Auto-correcting/d;/^\*\*\*/d;/^Writing changes/d;/^Performing changes/d' | tr '\n' ' ' | sed 's/ *$//')
+        case "$rc" in
+            0) echo "pideploy: boot FAT on $1 checked: clean" ;;
+            1) echo "pideploy: boot FAT on $1 repaired by fsck.fat -a: $found" ;;
+            *) echo "pideploy: warning: fsck.fat -a $1 failed (exit $rc): $(echo "$out" | tail -n1); mounting it unrepaired" ;;
+        esac
 }
 [ -z "$bootdev" ] || fsck_boot "$bootdev"
 if [ -n "$bootdev" ] && mount -t vfat -o rw,noatime "$bootdev" /boot/firmware; then
@@ -69,3 +70,8 @@ if [ "$SSH_ENABLE" = 1 ]; then
     mkdir -p /run/pideploy
     echo "$line" > /run/pideploy/ssh-host-key.tmp && mv -f /run/pideploy/ssh-host-key.tmp /run/pideploy/ssh-host-key
 fi
+}
+# The lines go to the console at once and to the journal (the unit's StandardOutput=journal):
+# through the journal alone they would wait for journald, which starts seconds later on a first
+# boot, and the host key line is what the first connection is checked against.
+main 2>&1 | tee /dev/console

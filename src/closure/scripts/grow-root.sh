@@ -2,7 +2,7 @@
 # First-boot root grow: the image is built at minimal size; on the card it was flashed to (or a QEMU
 # image enlarged with truncate), the root partition is grown to the end of the disk and then its ext4
 # filesystem, once. The outcome is recorded in /pideploy/var/root-grown; while that file exists this
-# only says so. Run by boot-tasks first, before services start or the boot partition is mounted.
+# only says so. Run by stage 2 before activation, before systemd, services or the boot partition.
 #   grow-root        (pideploy.growroot=0 on the kernel command line turns it off without recording)
 #
 # Decision (measured on the Debian bookworm arm64 closures, Installed-Size of the packages each choice
@@ -77,12 +77,16 @@ crc32() { # FILE OFFSET LEN
 
 mib() { echo $(($1 / 2048)); }
 
-for arg in $(cat /proc/cmdline); do
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
     [ "$arg" = pideploy.growroot=0 ] && { say "off (pideploy.growroot=0 on the kernel command line)"; exit 0; }
 done
 
 if [ -e "$state" ]; then
-    say "already done on first boot ($(tr '\n' ' ' < "$state" | sed 's/ $//')); nothing grown"
+    # Said in one line without a process per step (this runs on every boot).
+    done_as=
+    while read -r l; do done_as="$done_as${done_as:+ }$l"; done < "$state"
+    say "already done on first boot ($done_as); nothing grown"
     exit 0
 fi
 
@@ -91,18 +95,21 @@ majmin=$(awk '$5 == "/" { print $3; exit }' /proc/self/mountinfo)
 fstype=$(awk '$5 == "/" { for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1); exit } }' /proc/self/mountinfo)
 sysp=$(readlink -f "/sys/dev/block/$majmin" 2>/dev/null)
 [ -n "$sysp" ] && [ -f "$sysp/partition" ] || give_up "the root ($majmin) is not a partition"
-part=$(basename "$sysp")
-disk=$(basename "$(dirname "$sysp")")
+part=${sysp##*/}
+disk=${sysp%/*}
+disk=${disk##*/}
 sysd=/sys/class/block/$disk
 [ -f "$sysd/size" ] || give_up "no whole disk for $part"
 dev=/dev/$part
 ddev=/dev/$disk
-partno=$(cat "$sysp/partition")
-start=$(cat "$sysp/start")
-size=$(cat "$sysp/size")
-total=$(cat "$sysd/size")
+read -r partno < "$sysp/partition"
+read -r start < "$sysp/start"
+read -r size < "$sysp/size"
+read -r total < "$sysd/size"
+sector=
+read -r sector 2>/dev/null < "$sysd/queue/logical_block_size"
 [ "$fstype" = ext4 ] || give_up "the root is $fstype, not ext4"
-[ "$(cat "$sysd/queue/logical_block_size" 2>/dev/null)" = 512 ] || give_up "$disk does not have 512-byte sectors"
+[ "$sector" = 512 ] || give_up "$disk does not have 512-byte sectors"
 [ -b "$dev" ] && [ -b "$ddev" ] || give_up "no device node $dev or $ddev"
 for t in resize2fs dumpe2fs gzip od dd; do
     command -v "$t" >/dev/null 2>&1 || give_up "$t is missing (the board's base_packages need e2fsprogs)"
@@ -149,6 +156,13 @@ if [ -e "$pending" ]; then
     read -r table want before_mib < "$pending"
     [ "$size" = "$want" ] || give_up "after the reboot the kernel still sees $part at $(mib "$size") MiB, not $(mib "$want") MiB"
     say "the kernel sees $part at its new $(mib "$size") MiB"
+    grow_fs
+fi
+
+# No room at the end of the disk for even 8 MiB more (a card of the image's size, or QEMU's disk as
+# built): whatever the table, the partition cannot grow, so it is not read.
+if [ $((total - start - size)) -lt $((16384 + 34)) ]; then
+    say "$part already reaches the end of $disk (less than 8 MiB to gain)"
     grow_fs
 fi
 

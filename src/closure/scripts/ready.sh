@@ -12,4 +12,8 @@ if [ "$SSH_ENABLE" = 1 ]; then
 fi
 # This boot worked: failed boots counted by stage 2 no longer count as "in a row".
 if [ -e /pideploy/var/failed-boots ]; then rm -f /pideploy/var/failed-boots; sync; fi
-echo "PIDEPLOY-READY $(readlink /run/current-system)"
+# Straight to the console as well as to the journal (StandardOutput=journal): the journal forwards
+# to the console only once journald runs, seconds later on a first boot.
+line="PIDEPLOY-READY $(readlink /run/current-system)"
+echo "$line"
+echo "$line" > /dev/console

@@ -1,7 +1,8 @@
 #!@BUSYBOX@ sh
-# pideploy stage 2: PID 1 of generation @SYSTEM@. Mount the kernel filesystems, activate this generation,
-# then hand PID 1 to systemd, which starts the generation's units (boot tasks, services, getty) and
-# runs the shutdown. Activation comes first so systemd reads this generation's /etc from its start.
+# pideploy stage 2: PID 1 of generation @SYSTEM@. Mount the kernel filesystems, grow the root on a
+# first boot, activate this generation, then hand PID 1 to systemd, which starts the generation's
+# units (boot tasks, services, getty) and runs the shutdown. Activation comes first so systemd
+# reads this generation's /etc from its start.
 bb=@BUSYBOX@
 sys=$($bb dirname "$0")
 # A failed boot never waits for someone. With pideploy.fail=reboot (the rpi5 board's command line:
@@ -63,6 +64,10 @@ if ! $bb grep -qx '[0-9a-f]\{32\}' /etc/machine-id 2>/dev/null; then
     { echo "$id" > /etc/machine-id.tmp && $bb mv -f /etc/machine-id.tmp /etc/machine-id; } 2>/dev/null \
         || echo "pideploy: warning: cannot write /etc/machine-id; systemd makes a transient one"
 fi
+# First boot on a card bigger than the image: the root grows before anything else writes to it,
+# alone on the CPU (under systemd it raced every other start job), and may reboot once. Its lines
+# go to the console; the outcome is kept in /pideploy/var/root-grown.
+"$sys/grow-root"
 echo "pideploy: activating $sys"
 "$sys/activate" --boot || fail "activation of $sys failed"
 systemd=$sys/sw/lib/systemd/systemd
