@@ -13,7 +13,7 @@ use super::etc::GenFile;
 
 /// Units that run once per boot and never again on a live switch (the boot tasks would clear the
 /// deploy's own lock; the readiness marker is for the console watcher of a boot).
-const BOOT_ONLY: &[&str] = &["pideploy-boot.service", "pideploy-ready.service"];
+const BOOT_ONLY: &[&str] = &["pideploy-boot-log.service", "pideploy-ready.service"];
 
 /// Directories (relative to the package set) where packages ship unit files.
 pub const PACKAGE_UNIT_DIRS: &[&str] = &["lib/systemd/system", "usr/lib/systemd/system"];
@@ -134,22 +134,22 @@ mod tests {
             link("/lib/systemd/system/nginx.service"),
         );
         etc.insert(
-            "systemd/system/pideploy-boot.service".into(),
+            "systemd/system/pideploy-boot-log.service".into(),
             GenFile::File {
                 data: b"x".to_vec(),
                 exec: false,
             },
         );
         etc.insert(
-            "systemd/system/multi-user.target.wants/pideploy-boot.service".into(),
-            link("/etc/systemd/system/pideploy-boot.service"),
+            "systemd/system/multi-user.target.wants/pideploy-boot-log.service".into(),
+            link("/etc/systemd/system/pideploy-boot-log.service"),
         );
         etc.insert("systemd/system/default.target".into(), link("/x"));
         let list = unit_list(&etc, &sw, &store).unwrap();
         let lines: Vec<&str> = list.lines().collect();
         assert_eq!(lines.len(), 2, "{list}");
         assert!(lines[0].starts_with("nginx.service ") && !lines[0].ends_with(" boot"));
-        assert!(lines[1].starts_with("pideploy-boot.service ") && lines[1].ends_with(" boot"));
+        assert!(lines[1].starts_with("pideploy-boot-log.service ") && lines[1].ends_with(" boot"));
 
         // Same file, another package version: another digest (the service restarts).
         fs::create_dir_all(store.join("bbb-nginx/lib/systemd/system")).unwrap();

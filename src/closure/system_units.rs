@@ -28,29 +28,28 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
             format!("/etc/systemd/system/{name}"),
         );
     };
-    // The boot partition, a deploy left pending, the host key: settled before anyone can log in.
-    // The boot tasks, the ssh server, DHCP and the readiness marker need only the root and the
-    // kernel's devices, which stage 2 mounted: without the default dependencies they do not wait
-    // for sysinit.target (udev's coldplug alone takes seconds), so SSH is up as early as it can be.
-    // They still stop before the shutdown.
+    // The boot partition, a deploy left pending and the host key are settled by stage 2 before
+    // systemd starts (scripts/boot-tasks.sh): nothing can log in before them, and they run alone
+    // on the CPU instead of racing systemd's start jobs. Their lines reach the journal from here.
     u.files.insert(
-        "pideploy-boot.service".into(),
+        "pideploy-boot-log.service".into(),
         "[Unit]\n\
-         Description=pideploy: boot partition, pending deploy, ssh host key\n\
-         DefaultDependencies=no\n\
-         Before=network.target pideploy-sshd.service shutdown.target\n\
-         Conflicts=shutdown.target\n\
+         Description=pideploy: boot tasks' lines into the journal\n\
+         ConditionPathExists=/run/pideploy/boot-tasks.log\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
-         ExecStart=/run/current-system/boot-tasks\n\
-         Nice=-10\n\
-         StandardOutput=journal\n\
-         StandardError=journal\n"
+         ExecStart=/bin/busybox cat /run/pideploy/boot-tasks.log\n\
+         SyslogIdentifier=boot-tasks\n\
+         StandardOutput=journal\n"
             .into(),
     );
-    wanted("pideploy-boot.service", &mut u);
+    wanted("pideploy-boot-log.service", &mut u);
+    // The ssh server, DHCP and the readiness marker need only the root and the kernel's devices,
+    // which stage 2 mounted: without the default dependencies they do not wait for sysinit.target
+    // (udev's coldplug alone takes seconds), so SSH is up as early as it can be. They still stop
+    // before the shutdown.
     if cfg.ssh.enable {
         let mut argv: Vec<String> = ["/usr/sbin/dropbear", "-F", "-E", "-p"]
             .iter()
@@ -75,14 +74,13 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
                 "[Unit]\n\
                  Description=SSH server (dropbear)\n\
                  DefaultDependencies=no\n\
-                 Wants=pideploy-boot.service\n\
-                 After=pideploy-boot.service\n\
                  Before=shutdown.target\n\
                  Conflicts=shutdown.target\n\
                  \n\
                  [Service]\n\
                  ExecStart={}\n\
                  KillMode=process\n\
+                 StartupCPUWeight=1000\n\
                  Restart=always\n\
                  RestartSec=1\n",
                 argv.join(" ")
@@ -115,7 +113,7 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
         "[Unit]\n\
          Description=pideploy: readiness marker on the console\n\
          DefaultDependencies=no\n\
-         After=pideploy-sshd.service pideploy-boot.service\n\
+         After=pideploy-sshd.service\n\
          Before=shutdown.target\n\
          Conflicts=shutdown.target\n\
          \n\
@@ -135,7 +133,7 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
          Description=pideploy: ssh host key line on %I\n\
          DefaultDependencies=no\n\
          BindsTo=dev-%i.device\n\
-         After=dev-%i.device pideploy-boot.service\n\
+         After=dev-%i.device\n\
          Before=getty@%i.service serial-getty@%i.service shutdown.target\n\
          Conflicts=shutdown.target\n\
          \n\
@@ -179,17 +177,37 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
     // stage 2's grow-root); its Wants= would still load the loop and dm_mod modules on every boot.
     u.links
         .insert("systemd-repart.service".into(), "/dev/null".into());
+    for unit in MASKED_UNITS {
+        u.links.insert((*unit).into(), "/dev/null".into());
+    }
     Ok(u)
 }
 
+/// Units of Debian's systemd a pideploy system masks: each costs a process start on every boot
+/// (about 0.1 s of CPU on a Pi-class or emulated machine) for something a Pi does not have or
+/// mounts on demand: EFI pstore (the Pi firmware is not UEFI), debugfs and tracefs (mount them
+/// when debugging: `mount -t debugfs none /sys/kernel/debug`), huge pages, the FUSE control
+/// filesystem (FUSE itself works: /dev/fuse loads the module when opened).
+pub const MASKED_UNITS: &[&str] = &[
+    "systemd-pstore.service",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "dev-hugepages.mount",
+    "sys-fs-fuse-connections.mount",
+];
+
 /// systemd's generators a pideploy system masks (`/etc/systemd/system-generators/NAME` → /dev/null,
-/// systemd.generator(7)); the fstab, getty, debug and run generators stay.
+/// systemd.generator(7)); the fstab and debug generators stay (`/etc/fstab` entries; `systemd.mask=`
+/// and the debug shell on the kernel command line, for recovery). The getty generator's serial
+/// consoles are the board's login consoles, which pideploy enables itself.
 pub const MASKED_GENERATORS: &[&str] = &[
     "systemd-cryptsetup-generator",
+    "systemd-getty-generator",
     "systemd-gpt-auto-generator",
     "systemd-hibernate-resume-generator",
     "systemd-integritysetup-generator",
     "systemd-rc-local-generator",
+    "systemd-run-generator",
     "systemd-system-update-generator",
     "systemd-sysv-generator",
     "systemd-veritysetup-generator",

@@ -1,8 +1,9 @@
 #!@BUSYBOX@ sh
-# Boot tasks of a pideploy system (pideploy-boot.service, before the network and the ssh server):
-# a static address, the boot partition at /boot/firmware, a deploy left pending, and the ssh host key
-# (printed to the console so the first connection can be checked against it). systemd sets the host
-# name and brings up lo; udev loads the modules devices ask for, systemd-modules-load the config's.
+# Boot tasks of a pideploy system, run by stage 2 after activation and before systemd starts (so
+# before the network and the ssh server): a static address, the boot partition at /boot/firmware,
+# a deploy left pending, and the ssh host key (printed to the console so the first connection can
+# be checked against it). systemd sets the host name and brings up lo; udev loads the modules
+# devices ask for, systemd-modules-load the config's.
 set -u
 . /etc/pideploy/system.env
 
@@ -40,38 +41,37 @@ main() {
             1) echo "pideploy: boot FAT on $1 repaired by fsck.fat -a: $found" ;;
             *) echo "pideploy: warning: fsck.fat -a $1 failed (exit $rc): $(echo "$out" | tail -n1); mounting it unrepaired" ;;
         esac
-}
-[ -z "$bootdev" ] || fsck_boot "$bootdev"
-if [ -n "$bootdev" ] && mount -t vfat -o rw,noatime "$bootdev" /boot/firmware; then
-    echo "pideploy: boot partition $bootdev on /boot/firmware"
-else
-    echo "pideploy: warning: boot partition not mounted (generations cannot add boot entries)"
-fi
-
-# Settled before anyone can log in: a lock from the last boot is stale, and a generation that was
-# waiting for its confirmation (power lost during a deploy, or on trial through tryboot) is kept,
-# finished or dropped by what the firmware booted (the deploying agent's boot-check).
-rm -rf /pideploy/var/lock
-if [ -f /pideploy/var/pending ]; then
-    agent=$(sed -n 's/^agent //p' /pideploy/var/pending)
-    if [ -f "$agent" ]; then
-        sh "$agent" boot-check ""
+    }
+    [ -z "$bootdev" ] || fsck_boot "$bootdev"
+    if [ -n "$bootdev" ] && mount -t vfat -o rw,noatime "$bootdev" /boot/firmware; then
+        echo "pideploy: boot partition $bootdev on /boot/firmware"
     else
-        echo "pideploy: warning: a deploy was pending but its agent $agent is gone; run pideploy generations"
+        echo "pideploy: warning: boot partition not mounted (generations cannot add boot entries)"
     fi
-fi
 
-if [ "$SSH_ENABLE" = 1 ]; then
-    key=/etc/dropbear/dropbear_ed25519_host_key
-    [ -s "$key" ] || dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1
-    line="pideploy: ssh host key: $(dropbearkey -y -f "$key" | grep '^ssh-')"
-    echo "$line"
-    # The other login terminals show it before their prompt (pideploy-hostkey@.service).
-    mkdir -p /run/pideploy
-    echo "$line" > /run/pideploy/ssh-host-key.tmp && mv -f /run/pideploy/ssh-host-key.tmp /run/pideploy/ssh-host-key
-fi
+    # Settled before anyone can log in: a lock from the last boot is stale, and a generation that was
+    # waiting for its confirmation (power lost during a deploy, or on trial through tryboot) is kept,
+    # finished or dropped by what the firmware booted (the deploying agent's boot-check).
+    rm -rf /pideploy/var/lock
+    if [ -f /pideploy/var/pending ]; then
+        agent=$(sed -n 's/^agent //p' /pideploy/var/pending)
+        if [ -f "$agent" ]; then
+            sh "$agent" boot-check ""
+        else
+            echo "pideploy: warning: a deploy was pending but its agent $agent is gone; run pideploy generations"
+        fi
+    fi
+
+    if [ "$SSH_ENABLE" = 1 ]; then
+        key=/etc/dropbear/dropbear_ed25519_host_key
+        [ -s "$key" ] || dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1
+        line="pideploy: ssh host key: $(dropbearkey -y -f "$key" | grep '^ssh-')"
+        echo "$line"
+        # The other login terminals show it before their prompt (pideploy-hostkey@.service).
+        echo "$line" > /run/pideploy/ssh-host-key.tmp && mv -f /run/pideploy/ssh-host-key.tmp /run/pideploy/ssh-host-key
+    fi
 }
-# The lines go to the console at once and to the journal (the unit's StandardOutput=journal):
-# through the journal alone they would wait for journald, which starts seconds later on a first
-# boot, and the host key line is what the first connection is checked against.
-main 2>&1 | tee /dev/console
+# The lines go to the console (stage 2's output) and, through pideploy-boot-log.service, into the
+# journal once journald runs.
+mkdir -p /run/pideploy
+main 2>&1 | tee /run/pideploy/boot-tasks.log

@@ -1,8 +1,8 @@
 #!@BUSYBOX@ sh
 # pideploy stage 2: PID 1 of generation @SYSTEM@. Mount the kernel filesystems, grow the root on a
-# first boot, activate this generation, then hand PID 1 to systemd, which starts the generation's
-# units (boot tasks, services, getty) and runs the shutdown. Activation comes first so systemd
-# reads this generation's /etc from its start.
+# first boot, activate this generation, run the boot tasks, then hand PID 1 to systemd, which
+# starts the generation's units (ssh server, services, getty) and runs the shutdown. Activation
+# comes first so systemd reads this generation's /etc from its start.
 bb=@BUSYBOX@
 sys=$($bb dirname "$0")
 # A failed boot never waits for someone. With pideploy.fail=reboot (the rpi5 board's command line:
@@ -70,6 +70,11 @@ fi
 "$sys/grow-root"
 echo "pideploy: activating $sys"
 "$sys/activate" --boot || fail "activation of $sys failed"
+# Before systemd, so before anyone can log in: the boot partition, a deploy left pending, the host
+# key. A failure here is reported and the boot goes on (the system stays reachable to fix it).
+# The host name first (systemd would set the same from /etc/hostname): the host key line names it.
+[ ! -s /etc/hostname ] || $bb hostname -F /etc/hostname
+"$sys/boot-tasks" || echo "pideploy: warning: the boot tasks failed (their lines are above)"
 systemd=$sys/sw/lib/systemd/systemd
 [ -x "$systemd" ] || fail "this generation has no systemd ($systemd)"
 exec "$systemd"
