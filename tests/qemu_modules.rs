@@ -99,6 +99,9 @@ fn module_only_devices_are_bound_and_listed_modules_load() {
         "/run/booted-system/kernel/lib/modules"
     );
     assert!(ssh(&format!("cat /lib/modules/{kver}/modules.dep")).contains("dummy.ko:"));
+    // "running" says the start jobs are done, not that udev has handled every coldplug event
+    // (the modules for devices load as it does): wait for its queue, as udevadm settle does.
+    ssh("sudo -n udevadm settle --timeout=120");
     let lsmod = ssh("lsmod");
     for m in ["dummy", "virtio_rng", "xhci_pci", "usbhid"] {
         assert!(

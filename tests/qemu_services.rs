@@ -112,6 +112,11 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
     let page = wait_http(http, true).expect("nginx answers on port 80");
     assert!(page.contains("hello from nginx on pideploy"), "{page}");
     assert!(page.contains("Server: nginx"), "{page}");
+    // SSH is up before the boot's last start jobs are done (chrony may still be starting).
+    assert_eq!(
+        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
+        "running"
+    );
     assert_eq!(
         ssh(
             &vm,
@@ -164,6 +169,10 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
     vm.ssh_detached(&known, &key, "pi", "sudo -n reboot");
     vm.wait_for_nth("PIDEPLOY-READY", 2, Duration::from_secs(200));
     assert!(wait_http(http, true).is_some(), "nginx after a reboot");
+    assert_eq!(
+        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
+        "running"
+    );
     assert_eq!(
         ssh(
             &vm,
