@@ -56,5 +56,6 @@ ssh_pi() {
 }
 echo "-- logged in as pi over SSH:"
 ssh_pi 'echo "  $(whoami)@$(hostname): $(uname -sm), running $(readlink /run/current-system)"; echo "  default: $(readlink /pideploy/var/profiles/system)"'
+ssh_pi 'echo "  systemd: $(sudo -n systemctl is-system-running --wait), $(sudo -n systemctl list-units --type=service --state=running --no-legend | wc -l) services running"'
 ssh_pi 'sudo -n poweroff' || true
 wait $vm && echo "== done: the VM powered off cleanly. Image: $work/pi.img (boot it again: $PIDEPLOY qemu $work/pi.img)"

@@ -247,4 +247,39 @@ fn broken_root_fails_fast_with_its_marker() {
     )
     .unwrap();
     vm.kill();
+
+    // `pideploy qemu` stopped by a signal takes its QEMU with it (no orphaned VM holding the image
+    // and the port forwards).
+    let mut cli = pideploy()
+        .arg("qemu")
+        .arg(&img)
+        .args(["--timeout", "120"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", cli.id());
+    let mut qemu = None;
+    for _ in 0..100 {
+        qemu = fs::read_to_string(&children)
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_string));
+        if qemu.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let qemu = qemu.expect("pideploy qemu started QEMU");
+    run(Command::new("kill").args(["-TERM", &cli.id().to_string()]));
+    let _ = cli.wait();
+    let gone = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !Path::new(&format!("/proc/{qemu}")).exists()
+            || fs::read_to_string(format!("/proc/{qemu}/stat"))
+                .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+    });
+    assert!(
+        gone,
+        "QEMU (pid {qemu}) outlived the pideploy qemu that started it"
+    );
 }

@@ -38,6 +38,12 @@ name = "greeter"
 command = ["/bin/sh", "-c", "echo \"$GREETING\" > /tmp/greeting; exec sleep 100000"]
 environment = {{ GREETING = "{greeting}" }}
 user = "pi"
+
+[[services]]
+name = "ticker"
+command = ["/bin/sh", "-c", "date +%s >> /tmp/ticks"]
+user = "pi"
+schedule = "*:*:0/10"
 "#
     )
 }
@@ -179,6 +185,36 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
             "sudo -n systemctl is-active nginx mosquitto chrony greeter"
         ),
         "active\nactive\nactive\nactive"
+    );
+
+    // A scheduled service runs from its timer (systemd's default accuracy is a minute).
+    assert_eq!(
+        ssh(&vm, "sudo -n systemctl is-active ticker.timer || true"),
+        "active"
+    );
+    let mut ticks = String::new();
+    for _ in 0..90 {
+        ticks = ssh(&vm, "cat /tmp/ticks 2>/dev/null || true");
+        if !ticks.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        ticks
+            .lines()
+            .next()
+            .is_some_and(|l| l.parse::<u64>().is_ok()),
+        "the ticker timer never ran: {ticks:?}\n{}",
+        ssh(
+            &vm,
+            "sudo -n systemctl status ticker.timer ticker.service --no-pager || true"
+        )
+    );
+    assert_eq!(
+        ssh(&vm, "stat -c %U /tmp/ticks"),
+        "pi",
+        "the scheduled service runs as its user"
     );
 
     // 3. A switch that drops nginx and changes the greeter: nginx stops, the greeter restarts

@@ -6,6 +6,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -317,22 +318,40 @@ impl Vm {
         let stdout = stderr
             .try_clone()
             .map_err(io_err("QEMU's stderr log", &stderr_log))?;
-        let child = Command::new(&bin)
-            .args(cfg.args())
+        let mut cmd = Command::new(&bin);
+        cmd.args(cfg.args())
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|source| {
-                if source.kind() == io::ErrorKind::NotFound {
-                    QemuError::NotInstalled { bin: bin.clone() }
-                } else {
-                    QemuError::Spawn {
-                        bin: bin.clone(),
-                        source,
-                    }
+            .stderr(stderr);
+        // QEMU ends with whoever started it (killed, Ctrl-C, a test's timeout): an orphaned VM would
+        // keep its CPU, its port forwards and the image. prctl(2), PR_SET_PDEATHSIG; if the parent
+        // is already gone when the child gets here, it leaves at once.
+        let parent = std::process::id() as libc::pid_t;
+        // The one unsafe block of the workspace (unsafe_code is denied): std has no safe way to
+        // run code between fork and exec. SAFETY: only async-signal-safe calls (prctl, getppid,
+        // _exit), no allocation, nothing shared with the parent.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
                 }
-            })?;
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                QemuError::NotInstalled { bin: bin.clone() }
+            } else {
+                QemuError::Spawn {
+                    bin: bin.clone(),
+                    source,
+                }
+            }
+        })?;
         let started = Instant::now();
         Ok(Vm {
             child,

@@ -594,7 +594,7 @@ pub fn service_unit(
         }
     }
     let scheduled = s.schedule.is_some();
-    if !scheduled && s.restart != Restart::No {
+    if !scheduled && s.restart() != Restart::No {
         unit += "StartLimitIntervalSec=0\n";
     }
     let exec = exec_line(&s.command).map_err(|e| format!("{at}: {e}"))?;
@@ -634,7 +634,7 @@ pub fn service_unit(
         // Environment= values are not $-expanded, so `$` stays as it is.
         unit += &format!("Environment=\"{}={}\"\n", key, escape_quoted(val, false));
     }
-    let restart = match s.restart {
+    let restart = match s.restart() {
         Restart::Always => "always",
         Restart::OnFailure => "on-failure",
         Restart::No => "no",

@@ -411,7 +411,7 @@ fn svc(name: &str, command: &[&str]) -> Service {
     Service {
         name: name.into(),
         command: s(command),
-        restart: Restart::OnFailure,
+        restart_policy: Some(Restart::OnFailure),
         user: "root".into(),
         description: None,
         group: None,
@@ -431,7 +431,7 @@ fn everyone(_: &str) -> bool {
 #[test]
 fn a_full_service_unit() {
     let mut sp = svc("web", &["/usr/bin/web", "--greet", "hello 100%"]);
-    sp.restart = Restart::Always;
+    sp.restart_policy = Some(Restart::Always);
     sp.user = "pi".into();
     sp.group = Some("www-data".into());
     sp.description = Some("Web at 100%".into());
@@ -466,7 +466,7 @@ fn a_full_service_unit() {
 #[test]
 fn a_scheduled_service_is_a_oneshot_started_by_its_timer() {
     let mut sp = svc("backup", &["/usr/bin/backup"]);
-    sp.restart = Restart::No;
+    sp.restart_policy = Some(Restart::No);
     sp.schedule = Some("*-*-* 03:00:00".into());
     let u = service_unit(&sp, &everyone).unwrap();
     let service = parse_unit("backup.service", &u.service.text).unwrap();
@@ -489,7 +489,7 @@ fn a_scheduled_service_is_a_oneshot_started_by_its_timer() {
 #[test]
 fn restart_no_has_no_start_limit_change_and_root_is_not_asked_for() {
     let mut sp = svc("once", &["/bin/true"]);
-    sp.restart = Restart::No;
+    sp.restart_policy = Some(Restart::No);
     let asked = std::cell::RefCell::new(Vec::new());
     let known = |n: &str| {
         asked.borrow_mut().push(n.to_string());
@@ -633,7 +633,7 @@ fn real_systemd_reads_generated_units_back() {
         );
     }
     let mut sp = svc("pdtimer", &["/bin/true"]);
-    sp.restart = Restart::No;
+    sp.restart_policy = Some(Restart::No);
     sp.schedule = Some("Mon..Fri *-*-* 03:00:00".into());
     let u = service_unit(&sp, &everyone).unwrap();
     let timer = u.timer.unwrap();

@@ -215,9 +215,9 @@ pub struct Service {
     pub name: String,
     /// Program and arguments (argv, no shell).
     pub command: Vec<String>,
-    /// Restart policy.
-    #[serde(default = "default_restart")]
-    pub restart: Restart,
+    /// Restart policy as written; [`Service::restart`] is the one in effect.
+    #[serde(default, rename = "restart", skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<Restart>,
     /// User the service runs as.
     #[serde(default = "root")]
     pub user: String,
@@ -323,9 +323,6 @@ fn default_file_mode() -> String {
 fn default_secret_mode() -> String {
     "0400".to_owned()
 }
-fn default_restart() -> Restart {
-    Restart::OnFailure
-}
 fn root() -> String {
     "root".to_owned()
 }
@@ -419,5 +416,17 @@ impl HostConfig {
         if let Some(psk) = self.network.wifi.as_mut().and_then(|w| w.psk_file.as_mut()) {
             resolve(psk);
         }
+    }
+}
+
+impl Service {
+    /// The restart policy in effect: as written, or else `on-failure` for a long-running service
+    /// and `no` for a scheduled one (its timer runs it again).
+    pub fn restart(&self) -> Restart {
+        self.restart_policy.unwrap_or(if self.schedule.is_some() {
+            Restart::No
+        } else {
+            Restart::OnFailure
+        })
     }
 }

@@ -180,7 +180,7 @@ pub enum ValidationErrorKind {
     )]
     EmptySchedule,
     /// A scheduled service with a restart policy.
-    #[error("a scheduled service runs once each time its timer fires, so it cannot be restarted: set restart = \"no\" or remove `schedule`")]
+    #[error("a scheduled service runs once each time its timer fires, so it cannot be restarted: remove `restart` (a scheduled service defaults to \"no\") or `schedule`")]
     ScheduleRestart,
     /// Bad package name.
     #[error("`{0}` is not a Debian package name (lower-case letters, digits, `+-.`; at least 2 characters)")]
@@ -618,7 +618,7 @@ fn check_service_unit(service: &Service, at: &str, issues: &mut Issues) {
         } else if let Some(problem) = rules::unit_value_problem(schedule) {
             issues.push(format!("{at}.schedule"), K::UnitValue(problem));
         }
-        if service.restart != Restart::No {
+        if service.restart() != Restart::No {
             issues.push(format!("{at}.restart"), K::ScheduleRestart);
         }
     }

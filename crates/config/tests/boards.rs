@@ -113,6 +113,7 @@ fn qemu_board_loads() {
             "base-passwd",
             "bash",
             "busybox-static",
+            "dbus",
             "dosfstools",
             "dropbear-bin",
             "e2fsprogs",
