@@ -160,7 +160,7 @@ pub fn stage_root(
 
 /// Generation 1's links, as its activation would make them on the first boot: the FHS directories
 /// through the running system, `/etc/static`, one `/etc` link per `link` line of
-/// `activation/etc-files`, and the record of those lines. Each link costs the activation on the
+/// `activation/etc-files` (and a directory per `dir` line), and the record of those lines. Each link costs the activation on the
 /// card a few forks (seconds on a first boot); already in place, it costs a check. Files that
 /// activation copies (owners, modes) are still made by it.
 fn lay_down_links(system: &Path, root: &Path) -> Result<(), StageError> {
@@ -177,7 +177,7 @@ fn lay_down_links(system: &Path, root: &Path) -> Result<(), StageError> {
     let bad = |why: &str| StageError::Activation(format!("{}: {why}", list_path.display()));
     for line in list.lines() {
         let mut words = line.split(' ');
-        let (Some("link"), Some(rel)) = (words.next(), words.next()) else {
+        let (Some(kind @ ("link" | "dir")), Some(rel)) = (words.next(), words.next()) else {
             continue;
         };
         let parts: Vec<&str> = rel.split('/').collect();
@@ -188,7 +188,12 @@ fn lay_down_links(system: &Path, root: &Path) -> Result<(), StageError> {
             return Err(bad(&format!("{rel:?} is not a plain relative path")));
         }
         let mut dir = etc.clone();
-        for c in &parts[..parts.len() - 1] {
+        let make = if kind == "dir" {
+            &parts[..]
+        } else {
+            &parts[..parts.len() - 1]
+        };
+        for c in make {
             dir.push(c);
             // Never through a link: it would point outside the staged root.
             match fs::symlink_metadata(&dir) {
@@ -201,8 +206,10 @@ fn lay_down_links(system: &Path, root: &Path) -> Result<(), StageError> {
                 }
             }
         }
-        let link = dir.join(parts[parts.len() - 1]);
-        symlink(format!("/etc/static/{rel}"), &link).map_err(io_err("writing", &link))?;
+        if kind == "link" {
+            let link = dir.join(parts[parts.len() - 1]);
+            symlink(format!("/etc/static/{rel}"), &link).map_err(io_err("writing", &link))?;
+        }
     }
     let record = root.join("pideploy/var/etc-files");
     fs::write(&record, &list).map_err(io_err("writing", &record))?;

@@ -187,6 +187,15 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
         "active\nactive\nactive\nactive"
     );
 
+    // A package's empty /etc directories exist, as dpkg leaves them (where an admin adds files).
+    assert_eq!(
+        ssh(
+            &vm,
+            "stat -c '%F %U %a' /etc/nginx/conf.d /etc/dbus-1/system.d"
+        ),
+        "directory root 755\ndirectory root 755"
+    );
+
     // A scheduled service runs from its timer (systemd's default accuracy is a minute).
     assert_eq!(
         ssh(&vm, "sudo -n systemctl is-active ticker.timer || true"),

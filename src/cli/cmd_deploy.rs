@@ -312,11 +312,27 @@ pub fn rollback(ui: &Ui, a: RollbackArgs) -> CmdResult {
                 "generation {default} is the oldest; there is nothing to roll back to"
             ))?,
     };
+    // Whether the generation boots another kernel, initrd or init than the one running: its
+    // files are in place now, the rest takes a reboot (as with `nixos-rebuild switch --rollback`).
+    let tops = |n: u32| state.generations.get(&n).cloned();
+    let boots_differently = match (tops(default), tops(want)) {
+        (Some(now), Some(then)) => {
+            deploy::describe(t.as_mut(), &call, &now)?.boot
+                != deploy::describe(t.as_mut(), &call, &then)?.boot
+        }
+        _ => false,
+    };
     deploy::rollback(t.as_mut(), &call, want, &deployer())?;
     ui.info(format!(
         "{}: generation {want} is active and the default",
         t.describe()
     ));
+    if boots_differently {
+        ui.info(format!(
+            "{}: generation {want} boots another kernel or init than the running one; reboot the target to run it fully",
+            t.describe()
+        ));
+    }
     Ok(0)
 }
 

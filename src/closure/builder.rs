@@ -272,8 +272,10 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     let mut plan = plan;
     // The packages' own /etc files (conffiles), below what pideploy and [[files]] put there.
     let overridden: BTreeSet<String> = cfg.files.iter().map(|f| f.path.clone()).collect();
+    let mut empty_dirs = BTreeSet::new();
     package_etc::add_package_etc(
         &mut plan.etc,
+        &mut empty_dirs,
         &packages,
         |sp| inp.store.physical(sp),
         &overridden,
@@ -286,7 +288,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         &FarmTree::new(inp.store, &sw),
         &accounts,
     )?;
-    plan.etc_files = etc::install_lines(&plan.etc);
+    plan.etc_files = etc::install_lines(&plan.etc, &empty_dirs);
     let mut etc_refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     etc_refs.insert(busybox_pkg.clone());
     let etc = inp.store.add("etc", &etc_refs, |tmp| {

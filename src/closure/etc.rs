@@ -1,6 +1,6 @@
 //! The generated `/etc` of a generation and the data its activation applies (pure: config in, files out).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pideploy_config::HostConfig;
 
@@ -78,8 +78,10 @@ const LINKED_DIRS: &[&str] = &["systemd/system"];
 
 /// `activation/etc-files`: how activation installs each path of the generated /etc: most files are
 /// links into /etc/static; the account files and sudoers must be real files with their own modes;
-/// the `LINKED_DIRS` are one link each.
-pub fn install_lines(etc: &BTreeMap<String, GenFile>) -> String {
+/// the `LINKED_DIRS` are one link each. `dir PATH` lines are real directories activation makes
+/// (root's, 0755): the packages' empty ones (`dirs`), unless a file of /etc makes them anyway or
+/// cannot have them (a file or link at the path or above it, or inside a linked directory).
+pub fn install_lines(etc: &BTreeMap<String, GenFile>, dirs: &BTreeSet<String>) -> String {
     let copies: BTreeMap<&str, &str> = BTreeMap::from([
         ("passwd", "0644"),
         ("group", "0644"),
@@ -104,6 +106,21 @@ pub fn install_lines(etc: &BTreeMap<String, GenFile>) -> String {
             Some(mode) => format!("copy {path} {mode} 0 0\n"),
             None => format!("link {path}\n"),
         };
+    }
+    for d in dirs {
+        let below = format!("{d}/");
+        let made_anyway = etc
+            .range(below.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&below));
+        let blocked = etc.contains_key(d)
+            || super::package_etc::parents(d).any(|p| etc.contains_key(p))
+            || LINKED_DIRS
+                .iter()
+                .any(|l| d == l || d.strip_prefix(l).is_some_and(|r| r.starts_with('/')));
+        if !made_anyway && !blocked {
+            out += &format!("dir {d}\n");
+        }
     }
     out
 }
@@ -265,7 +282,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         );
     }
 
-    p.etc_files = install_lines(&p.etc);
+    p.etc_files = install_lines(&p.etc, &BTreeSet::new());
 
     for (i, f) in cfg.files.iter().enumerate() {
         if f.path.chars().any(char::is_whitespace) {
@@ -324,6 +341,31 @@ mod tests {
             sudo: Some("/pideploy/store/x-sudo/usr/bin/sudo"),
             accounts: accounts(cfg),
         }
+    }
+
+    #[test]
+    fn empty_package_dirs_are_made_unless_something_else_makes_or_blocks_them() {
+        let link = |t: &str| GenFile::Link(t.into());
+        let etc = BTreeMap::from([
+            ("nginx/nginx.conf".to_string(), link("/x")),
+            ("nginx/sites-enabled/default".to_string(), link("/x")),
+            ("nginx/conf.d.old".to_string(), link("/x")),
+            ("motd".to_string(), link("/x")),
+            ("systemd/system/a.service".to_string(), link("/x")),
+        ]);
+        let dirs = BTreeSet::from(
+            [
+                "nginx/conf.d",
+                "nginx/sites-enabled",
+                "motd/inner",
+                "systemd/system/extra.d",
+                "dbus-1/system.d",
+            ]
+            .map(String::from),
+        );
+        let lines = install_lines(&etc, &dirs);
+        let made: Vec<&str> = lines.lines().filter(|l| l.starts_with("dir ")).collect();
+        assert_eq!(made, ["dir dbus-1/system.d", "dir nginx/conf.d"], "{lines}");
     }
 
     #[test]

@@ -15,9 +15,12 @@ use super::etc::GenFile;
 /// Adds every file and link under `etc/` of each package to `etc` (path relative to /etc), unless
 /// the path is taken: by a generated file, by an earlier package (packages in name order, as the
 /// package set decides), by a `[[files]]` target in `overridden`, or because a directory of it is
-/// a generated file. Returns the paths a package also shipped but did not get, for the build log.
+/// a generated file. The packages' empty directories (`/etc/nginx/conf.d`, `/etc/dbus-1/system.d`:
+/// where an admin drops files) go to `empty_dirs`. Returns the paths a package also shipped but did
+/// not get, for the build log.
 pub fn add_package_etc(
     etc: &mut BTreeMap<String, GenFile>,
+    empty_dirs: &mut BTreeSet<String>,
     packages: &BTreeMap<String, StorePath>,
     physical: impl Fn(&StorePath) -> PathBuf,
     overridden: &BTreeSet<String>,
@@ -29,7 +32,7 @@ pub fn add_package_etc(
             continue;
         }
         let mut found = Vec::new();
-        walk(&root, Path::new(""), &mut found)?;
+        walk(&root, Path::new(""), &mut found, empty_dirs)?;
         for (rel, link) in found {
             let taken = etc.contains_key(&rel)
                 || overridden.contains(&format!("/etc/{rel}"))
@@ -54,8 +57,13 @@ pub(super) fn parents(rel: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Files (None) and links (their target, kept verbatim) below `dir`, by path relative to the
-/// package's etc, sorted.
-fn walk(dir: &Path, rel: &Path, out: &mut Vec<(String, Option<String>)>) -> Result<(), BuildError> {
+/// package's etc, sorted; directories with nothing below them go to `empty`.
+fn walk(
+    dir: &Path,
+    rel: &Path,
+    out: &mut Vec<(String, Option<String>)>,
+    empty: &mut BTreeSet<String>,
+) -> Result<(), BuildError> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(io("reading", dir))?
         .collect::<Result<_, _>>()
@@ -67,7 +75,12 @@ fn walk(dir: &Path, rel: &Path, out: &mut Vec<(String, Option<String>)>) -> Resu
         let ft = e.file_type().map_err(io("reading", &path))?;
         let text = r.to_string_lossy().into_owned();
         if ft.is_dir() {
-            walk(&path, &r, out)?;
+            let before = out.len();
+            let empty_before = empty.len();
+            walk(&path, &r, out, empty)?;
+            if out.len() == before && empty.len() == empty_before {
+                empty.insert(text);
+            }
         } else if ft.is_symlink() {
             let t = fs::read_link(&path).map_err(io("reading", &path))?;
             out.push((text, Some(t.to_string_lossy().into_owned())));
@@ -109,6 +122,8 @@ mod tests {
         )
         .unwrap();
         fs::create_dir_all(phys(&b).join("etc/pam.d")).unwrap();
+        fs::create_dir_all(phys(&a).join("etc/nginx/conf.d")).unwrap();
+        fs::create_dir_all(phys(&a).join("etc/empty/inner")).unwrap();
         fs::write(phys(&b).join("etc/sudoers"), "pkg").unwrap();
         fs::write(phys(&b).join("etc/pam.d/sudo"), "pkg").unwrap();
         let packages =
@@ -121,7 +136,12 @@ mod tests {
             },
         )]);
         let overridden = BTreeSet::from(["/etc/nginx/mime.types".to_string()]);
-        let shadowed = add_package_etc(&mut etc, &packages, phys, &overridden).unwrap();
+        let mut empty = BTreeSet::new();
+        let shadowed = add_package_etc(&mut etc, &mut empty, &packages, phys, &overridden).unwrap();
+        assert_eq!(
+            empty,
+            BTreeSet::from(["empty/inner".to_string(), "nginx/conf.d".to_string()])
+        );
         assert_eq!(
             etc["nginx/nginx.conf"],
             GenFile::Link(format!("{}/etc/nginx/nginx.conf", a.absolute()))

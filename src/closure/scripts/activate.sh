@@ -201,6 +201,7 @@ for l in $etc_lines; do
     IFS=' '
     set -- $l
     case $2 in */*) dirs="$dirs etc/${2%/*}" ;; esac
+    [ "$1" != dir ] || dirs="$dirs etc/$2"
 done
 IFS=$nl
 for l in $files_lines; do
@@ -261,6 +262,8 @@ for l in $etc_lines; do
             fi
             ;;
         copy) put_file "$Rp$etc_store/$path" "$name" "$mode" "$uid" "$gid" ;;
+        # A package's empty directory (where an admin adds files): made, root's, never removed.
+        dir) enter "etc/$path" 0 0 ;;
         *) die "bad line in etc-files: $kind $path" ;;
     esac
 done
