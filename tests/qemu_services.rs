@@ -21,6 +21,7 @@ fn config(public: &str, packages: &str, greeting: &str) -> String {
     format!(
         r#"board = "qemu-aarch64"
 hostname = "svcpi"
+timezone = "Europe/Berlin"
 packages = [{packages}]
 
 [[users]]
@@ -99,6 +100,25 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
         env_for(&mut c, &cache, &store);
         c
     };
+    // A time zone tzdata does not have is refused at build time, naming the field.
+    let typo = w.join("typo/pi.toml");
+    fs::create_dir_all(typo.parent().unwrap()).unwrap();
+    fs::write(
+        &typo,
+        fs::read_to_string(&a_cfg)
+            .unwrap()
+            .replace("Europe/Berlin", "Europe/Berln"),
+    )
+    .unwrap();
+    fs::copy(&a_lock, w.join("typo/pideploy.lock")).unwrap();
+    let out = pd().arg("build").arg("-c").arg(&typo).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("timezone: \"Europe/Berln\" is not a time zone of tzdata"),
+        "{err}"
+    );
+
     let img = w.join("pi.img");
     run(pd().arg("image").arg("-c").arg(&a_cfg).arg("-o").arg(&img));
 
@@ -186,6 +206,11 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
         ),
         "active\nactive\nactive\nactive"
     );
+
+    // The configured time zone is the one programs use.
+    assert_eq!(ssh(&vm, "cat /etc/timezone"), "Europe/Berlin");
+    let zone = ssh(&vm, "date +%Z");
+    assert!(zone == "CET" || zone == "CEST", "date +%Z: {zone}");
 
     // A package's empty /etc directories exist, as dpkg leaves them (where an admin adds files).
     assert_eq!(

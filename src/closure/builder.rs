@@ -55,7 +55,7 @@ pub struct BuiltSystem {
 }
 
 /// Package names the config and board need, in the order they were asked for. `sudo` comes in when
-/// a user is allowed to use it.
+/// a user is allowed to use it, `tzdata` when the time zone is not UTC.
 pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |n: &str| {
@@ -69,10 +69,43 @@ pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     if config.users.iter().any(|u| u.sudo) {
         push("sudo");
     }
+    if !is_utc(&config.timezone) {
+        push("tzdata");
+    }
     for p in &config.packages {
         push(p);
     }
     out
+}
+
+/// UTC needs no zone file: without /etc/localtime, the C library and systemd use UTC.
+fn is_utc(tz: &str) -> bool {
+    matches!(tz, "UTC" | "Etc/UTC")
+}
+
+/// `/etc/localtime` for `tz`: a link into tzdata's zoneinfo, checked to be a zone file of this
+/// package set (tzset(3), localtime(5)); none for UTC.
+fn add_localtime(
+    etc: &mut BTreeMap<String, GenFile>,
+    tz: &str,
+    tree: &FarmTree,
+) -> Result<(), BuildError> {
+    if is_utc(tz) {
+        etc.remove("localtime");
+        return Ok(());
+    }
+    let zone = format!("/usr/share/zoneinfo/{tz}");
+    // Zone files (TZif, RFC 8536) start with this magic.
+    if !tree
+        .read_target(&zone)
+        .is_some_and(|b| b.starts_with(b"TZif"))
+    {
+        return Err(BuildError::Config(format!(
+            "timezone: {tz:?} is not a time zone of tzdata (names like \"Europe/Berlin\" or \"America/New_York\": the files under /usr/share/zoneinfo)"
+        )));
+    }
+    etc.insert("localtime".into(), GenFile::Link(zone));
+    Ok(())
 }
 
 /// Where a package's store path keeps its control files (`postinst`, `conffiles`, …), as dpkg keeps
@@ -288,6 +321,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         &FarmTree::new(inp.store, &sw),
         &accounts,
     )?;
+    add_localtime(&mut plan.etc, &cfg.timezone, &FarmTree::new(inp.store, &sw))?;
     plan.etc_files = etc::install_lines(&plan.etc, &empty_dirs);
     let mut etc_refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     etc_refs.insert(busybox_pkg.clone());
