@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::error::{io, BuildError};
 use super::etc::GenFile;
 
-/// Units that run once per boot and never again on a live switch (the boot tasks would clear the
-/// deploy's own lock; the readiness marker is for the console watcher of a boot).
+/// Units that run once per boot and never again on a live switch (the boot log copies what stage 2's
+/// boot tasks printed; the readiness marker is for the console watcher of a boot).
 const BOOT_ONLY: &[&str] = &["pideploy-boot-log.service", "pideploy-ready.service"];
 
 /// Directories (relative to the package set) where packages ship unit files.

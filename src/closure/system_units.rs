@@ -168,15 +168,6 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
     // finish booting. The machine id is made by stage 2 instead.
     u.links
         .insert("systemd-firstboot.service".into(), "/dev/null".into());
-    // Accounts are made at build time from the packages' sysusers.d (and /etc/passwd is the
-    // generation's, rewritten by every activation): a boot-time run could only add entries the
-    // next activation drops again.
-    u.links
-        .insert("systemd-sysusers.service".into(), "/dev/null".into());
-    // Repartitioning from repart.d, which no pideploy system has (the root is grown by
-    // stage 2's grow-root); its Wants= would still load the loop and dm_mod modules on every boot.
-    u.links
-        .insert("systemd-repart.service".into(), "/dev/null".into());
     for unit in MASKED_UNITS {
         u.links.insert((*unit).into(), "/dev/null".into());
     }
@@ -187,8 +178,14 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
 /// (about 0.1 s of CPU on a Pi-class or emulated machine) for something a Pi does not have or
 /// mounts on demand: EFI pstore (the Pi firmware is not UEFI), debugfs and tracefs (mount them
 /// when debugging: `mount -t debugfs none /sys/kernel/debug`), huge pages, the FUSE control
-/// filesystem (FUSE itself works: /dev/fuse loads the module when opened).
+/// filesystem (FUSE itself works: /dev/fuse loads the module when opened). Also boot-time
+/// `systemd-sysusers`: accounts are made at build time from the packages' sysusers.d and
+/// /etc/passwd is the generation's, rewritten by every activation, so a run could only add entries
+/// the next activation drops; and `systemd-repart`: no pideploy system has repart.d (stage 2's
+/// grow-root grows the root), yet its Wants= would load the loop and dm_mod modules.
 pub const MASKED_UNITS: &[&str] = &[
+    "systemd-sysusers.service",
+    "systemd-repart.service",
     "systemd-pstore.service",
     "sys-kernel-debug.mount",
     "sys-kernel-tracing.mount",
@@ -275,6 +272,13 @@ mod tests {
             "/etc/systemd/system/pideploy-dhcp.service"
         );
         assert_eq!(u.links["systemd-firstboot.service"], "/dev/null");
+        for masked in [
+            "systemd-sysusers.service",
+            "systemd-repart.service",
+            "dev-hugepages.mount",
+        ] {
+            assert_eq!(u.links[masked], "/dev/null", "{masked}");
+        }
         let bad = plan(&cfg, &["tty1; reboot".to_string()]).unwrap_err();
         assert!(bad.contains("login_consoles"), "{bad}");
     }

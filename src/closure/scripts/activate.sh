@@ -346,8 +346,7 @@ fi
 # below reverts through the previous generation's activation, which compares against it.
 # On a live switch with systemd as PID 1 (sd_booted(3): /run/systemd/system exists), like NixOS's
 # switch-to-configuration: units gone are stopped, changed ones restarted, new ones started, the
-# rest left alone. `boot` units (root grow, boot tasks, readiness marker) run at boot only: running
-# the boot tasks again would clear the lock this deploy holds.
+# rest left alone. `boot` units (the boot tasks' log, the readiness marker) run at boot only.
 # Compared in the shell ("NAME DIGEST" lines between newlines), not with a process per unit.
 old_units=$Rp/pideploy/var/units
 stop= restart= start= olds=$nl news=$nl
