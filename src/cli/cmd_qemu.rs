@@ -34,6 +34,10 @@ pub struct QemuArgs {
     /// for a web server (repeatable).
     #[arg(long = "forward", value_name = "PORTS")]
     forwards: Vec<pideploy_qemu::Forward>,
+    /// Pass one more argument to QEMU for every boot (repeatable), e.g. `--qemu-arg=-rtc
+    /// --qemu-arg=base=2001-01-01` to start the guest's clock in the past.
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    qemu_args: Vec<String>,
 }
 
 pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
@@ -49,6 +53,7 @@ pub fn qemu(ui: &Ui, a: QemuArgs) -> CmdResult {
         max_boots: a.max_boots,
         extra_devices: a.devices,
         forwards: a.forwards,
+        extra_args: a.qemu_args,
         ..HarnessOptions::default()
     };
     let mut h = Harness::new(&a.image, scratch.path(), opts);

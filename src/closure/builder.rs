@@ -17,7 +17,7 @@ use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
 use super::farm::FarmTree;
 use super::{
-    enabled, glob, memo, modules, package_data, package_etc, template::render, triggers,
+    enabled, glob, l10n, memo, modules, package_data, package_etc, template::render, triggers,
     unit_enable,
 };
 
@@ -55,7 +55,9 @@ pub struct BuiltSystem {
 }
 
 /// Package names the config and board need, in the order they were asked for. `sudo` comes in when
-/// a user is allowed to use it, `tzdata` when the time zone is not UTC.
+/// a user is allowed to use it, `tzdata` when the time zone is not UTC, `systemd-timesyncd` when
+/// NTP is on and no other time daemon is asked for, `avahi-daemon` for mDNS, `locales-all` for a locale other than C, `kbd`
+/// and `console-data` for a console keymap.
 pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |n: &str| {
@@ -72,10 +74,39 @@ pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     if !is_utc(&config.timezone) {
         push("tzdata");
     }
+    if config.time.ntp && other_time_daemon(config).is_none() {
+        push("systemd-timesyncd");
+    }
+    if config
+        .locale
+        .as_deref()
+        .is_some_and(|l| !l10n::is_builtin_locale(l))
+    {
+        push(l10n::LOCALES_PACKAGE);
+    }
+    if config.network.mdns {
+        push("avahi-daemon");
+    }
+    if config.keyboard.is_some() {
+        push("kbd");
+        push("console-data");
+    }
     for p in &config.packages {
         push(p);
     }
     out
+}
+
+/// Debian's packages that provide `time-daemon` and conflict with systemd-timesyncd.
+const TIME_DAEMONS: &[&str] = &["chrony", "ntp", "ntpsec", "openntpd"];
+
+/// A time daemon the config installs itself, which then keeps the clock instead of timesyncd.
+pub(super) fn other_time_daemon(config: &HostConfig) -> Option<&str> {
+    config
+        .packages
+        .iter()
+        .map(String::as_str)
+        .find(|p| TIME_DAEMONS.contains(p))
 }
 
 /// UTC needs no zone file: without /etc/localtime, the C library and systemd use UTC.
@@ -116,7 +147,7 @@ pub const PACKAGE_META: &str = "DEBIAN";
 pub const VAR_LISTING: &str = "pideploy-var.jsonl";
 
 /// Store path names allow `[A-Za-z0-9+._?=-]`; Debian versions also use ':' and '~'.
-fn path_name(name: &str, version: &str) -> String {
+pub(super) fn path_name(name: &str, version: &str) -> String {
     format!("{name}-{version}")
         .chars()
         .map(|c| {
@@ -129,7 +160,7 @@ fn path_name(name: &str, version: &str) -> String {
         .collect()
 }
 
-fn other(e: impl std::fmt::Display) -> io::Error {
+pub(super) fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
@@ -163,7 +194,11 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     // 1. Packages.
     let mut packages = BTreeMap::new();
     for lp in inp.lock.packages.iter().filter(|p| p.role != Role::Kernel) {
-        packages.insert(lp.name.clone(), add_package(inp, lp)?);
+        let path = match (&cfg.locale, lp.name == l10n::LOCALES_PACKAGE) {
+            (Some(locale), true) => l10n::add_locale(inp, lp, locale)?,
+            _ => add_package(inp, lp)?,
+        };
+        packages.insert(lp.name.clone(), path);
     }
     let busybox_pkg = packages
         .get("busybox-static")
@@ -322,6 +357,9 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         &accounts,
     )?;
     add_localtime(&mut plan.etc, &cfg.timezone, &FarmTree::new(inp.store, &sw))?;
+    if let Some(k) = &cfg.keyboard {
+        l10n::check_keymap(k, &FarmTree::new(inp.store, &sw))?;
+    }
     plan.etc_files = etc::install_lines(&plan.etc, &empty_dirs);
     let mut etc_refs: BTreeSet<StorePath> = packages.values().cloned().collect();
     etc_refs.insert(busybox_pkg.clone());

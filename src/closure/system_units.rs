@@ -46,6 +46,28 @@ pub fn plan(cfg: &HostConfig, consoles: &[String]) -> Result<SystemUnits, String
             .into(),
     );
     wanted("pideploy-boot-log.service", &mut u);
+    // Debian builds systemd without systemd-vconsole-setup (its console-setup needs perl to
+    // compile keymaps), so the keymap is loaded here with kbd's loadkeys from console-data's
+    // ready-made maps. The kernel has one keymap for all virtual consoles, so one load serves all.
+    if let Some(k) = &cfg.keyboard {
+        u.files.insert(
+            "pideploy-keymap.service".into(),
+            format!(
+                "[Unit]\n\
+                 Description=pideploy: console keymap {k}\n\
+                 DefaultDependencies=no\n\
+                 ConditionPathExists=/dev/tty0\n\
+                 Before=getty-pre.target shutdown.target\n\
+                 Conflicts=shutdown.target\n\
+                 \n\
+                 [Service]\n\
+                 Type=oneshot\n\
+                 RemainAfterExit=yes\n\
+                 ExecStart=/bin/loadkeys -q -C /dev/tty0 {k}\n"
+            ),
+        );
+        wanted("pideploy-keymap.service", &mut u);
+    }
     // The ssh server, DHCP and the readiness marker need only the root and the kernel's devices,
     // which stage 2 mounted: without the default dependencies they do not wait for sysinit.target
     // (udev's coldplug alone takes seconds), so SSH is up as early as it can be. They still stop

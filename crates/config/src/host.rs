@@ -57,6 +57,41 @@ pub struct HostConfig {
     /// without it keep their digests.
     #[serde(default, skip_serializing_if = "Systemd::is_empty")]
     pub systemd: Systemd,
+    /// Clock setting (NTP). Left out of the serialised form while default, like `systemd`.
+    #[serde(default, skip_serializing_if = "Time::is_default")]
+    pub time: Time,
+    /// Locale for programs, e.g. `de_DE.UTF-8` (`LANG`); C.UTF-8 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Console keymap, e.g. `de` or `fr` (the keymaps of Debian's console-data); US when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyboard: Option<String>,
+}
+
+/// Keeping the clock right: an NTP client (systemd-timesyncd) is on unless turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Time {
+    /// Run the NTP client.
+    pub ntp: bool,
+    /// NTP servers (host names or addresses); Debian's pool (`N.debian.pool.ntp.org`) when empty.
+    pub servers: Vec<String>,
+}
+
+impl Default for Time {
+    fn default() -> Self {
+        Self {
+            ntp: true,
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl Time {
+    /// Nothing changed from the default.
+    pub fn is_default(&self) -> bool {
+        *self == Time::default()
+    }
 }
 
 /// Units of the installed packages to run or not, beyond what the packages enable themselves (a
@@ -125,13 +160,31 @@ impl Default for Ssh {
 }
 
 /// Networking.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
     /// The wired interface (eth0).
     pub ethernet: Ethernet,
     /// Wireless, if wanted.
     pub wifi: Option<Wifi>,
+    /// Answer `<hostname>.local` and announce the SSH server over mDNS (avahi-daemon), as
+    /// Raspberry Pi OS does. Left out of the serialised form while on, so configs keep their digests.
+    #[serde(skip_serializing_if = "is_true")]
+    pub mdns: bool,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            ethernet: Ethernet::default(),
+            wifi: None,
+            mdns: true,
+        }
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Wired interface settings: DHCP, or a static address with gateway and DNS servers.
@@ -380,6 +433,9 @@ impl HostConfig {
             secrets: Vec::new(),
             health: Health::default(),
             systemd: Systemd::default(),
+            time: Time::default(),
+            locale: None,
+            keyboard: None,
         }
     }
 

@@ -33,6 +33,56 @@ pub fn is_timezone(s: &str) -> bool {
     s.len() <= 64 && s.starts_with(|c: char| c.is_ascii_uppercase()) && s.split('/').all(segment_ok)
 }
 
+/// A locale name by shape: `language[_TERRITORY][.codeset][@modifier]` as glibc reads `LANG`
+/// (setlocale(3)), e.g. `de_DE.UTF-8`, `C.UTF-8`, `sr_RS@latin`.
+pub fn is_locale(s: &str) -> bool {
+    let (rest, modifier) = s.split_once('@').unwrap_or((s, ""));
+    let (name, codeset) = rest.split_once('.').unwrap_or((rest, ""));
+    let (lang, territory) = name.split_once('_').unwrap_or((name, ""));
+    let word = |w: &str| w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let lang_ok = if lang == "C" {
+        territory.is_empty() && modifier.is_empty()
+    } else {
+        (2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase())
+    };
+    s.len() <= 64 && lang_ok && word(territory) && word(codeset) && word(modifier)
+}
+
+/// The directory glibc looks a locale up in under /usr/lib/locale: the codeset normalised
+/// (lower case, only letters and digits: `UTF-8` → `utf8`), as `_nl_normalize_codeset` does.
+pub fn locale_dir(s: &str) -> String {
+    let (rest, modifier) = match s.split_once('@') {
+        Some((r, m)) => (r, format!("@{m}")),
+        None => (s, String::new()),
+    };
+    match rest.split_once('.') {
+        Some((name, codeset)) => {
+            let norm: String = codeset
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            format!("{name}.{norm}{modifier}")
+        }
+        None => format!("{rest}{modifier}"),
+    }
+}
+
+/// A console keymap name: `de`, `fr-latin1`, `de_CH-latin1`, `us` (a file name under
+/// /usr/share/keymaps without `.kmap.gz`).
+pub fn is_keymap(s: &str) -> bool {
+    (1..=40).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.starts_with(['.', '-'])
+}
+
+/// An NTP server: a host name or an IP address, as systemd-timesyncd's `NTP=` takes them.
+pub fn is_ntp_server(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+        || (1..=253).contains(&s.len()) && s.trim_end_matches('.').split('.').all(is_hostname)
+}
+
 /// Parses `a.b.c.d/len` (len 0..=32).
 pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (addr, len) = s.split_once('/')?;
@@ -236,6 +286,57 @@ mod tests {
         assert!(!is_account_name("Pi"));
         assert!(!is_account_name(""));
         assert!(!is_account_name(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn locales() {
+        for ok in [
+            "de_DE.UTF-8",
+            "C.UTF-8",
+            "en_GB.UTF-8",
+            "sr_RS@latin",
+            "ast_ES.UTF-8",
+            "C",
+        ] {
+            assert!(is_locale(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "DE_de.UTF-8",
+            "de_DE.UTF 8",
+            "C_DE",
+            "../etc",
+            "de_DE/x",
+            "x",
+        ] {
+            assert!(!is_locale(bad), "{bad}");
+        }
+        assert_eq!(locale_dir("de_DE.UTF-8"), "de_DE.utf8");
+        assert_eq!(locale_dir("sr_RS.UTF-8@latin"), "sr_RS.utf8@latin");
+        assert_eq!(locale_dir("C.UTF-8"), "C.utf8");
+        assert_eq!(locale_dir("sr_RS@latin"), "sr_RS@latin");
+    }
+
+    #[test]
+    fn keymaps_and_ntp_servers() {
+        for ok in ["de", "fr-latin1", "de_CH-latin1", "us"] {
+            assert!(is_keymap(ok), "{ok}");
+        }
+        for bad in ["", "../de", "de/x", "-x", "de us"] {
+            assert!(!is_keymap(bad), "{bad}");
+        }
+        for ok in [
+            "pool.ntp.org",
+            "10.0.2.2",
+            "ntp1",
+            "time.example.com.",
+            "::1",
+        ] {
+            assert!(is_ntp_server(ok), "{ok}");
+        }
+        for bad in ["", "-x.org", "a b", "host:123", "a..b"] {
+            assert!(!is_ntp_server(bad), "{bad}");
+        }
     }
 
     #[test]

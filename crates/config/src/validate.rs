@@ -32,6 +32,20 @@ pub enum ValidationErrorKind {
         "`{0}` is not a time zone name: use `UTC` or an Area/Location name like `Europe/Berlin`"
     )]
     Timezone(String),
+    /// Not shaped like a locale name.
+    #[error("`{0}` is not a locale name: use language_TERRITORY.codeset, like `de_DE.UTF-8` or `en_GB.UTF-8`")]
+    Locale(String),
+    /// Not shaped like a keymap name.
+    #[error(
+        "`{0}` is not a console keymap name: use a name like `de`, `fr`, `uk` or `de_CH-latin1`"
+    )]
+    Keymap(String),
+    /// Not a host name or address.
+    #[error("`{0}` is not an NTP server: use a host name like `pool.ntp.org` or an IP address")]
+    NtpServer(String),
+    /// Servers named with the client off.
+    #[error("servers are set but `time.ntp` is false: remove them, or turn ntp on")]
+    ServersWithoutNtp,
     /// Zero generations.
     #[error("must be at least 1 (the running generation is always kept)")]
     GenerationsToKeep,
@@ -244,6 +258,24 @@ impl HostConfig {
         }
         if !rules::is_timezone(&self.timezone) {
             issues.push("timezone", K::Timezone(self.timezone.clone()));
+        }
+        if let Some(l) = &self.locale {
+            if !rules::is_locale(l) {
+                issues.push("locale", K::Locale(l.clone()));
+            }
+        }
+        if let Some(k) = &self.keyboard {
+            if !rules::is_keymap(k) {
+                issues.push("keyboard", K::Keymap(k.clone()));
+            }
+        }
+        for (i, server) in self.time.servers.iter().enumerate() {
+            if !rules::is_ntp_server(server) {
+                issues.push(format!("time.servers[{i}]"), K::NtpServer(server.clone()));
+            }
+        }
+        if !self.time.ntp && !self.time.servers.is_empty() {
+            issues.push("time.servers", K::ServersWithoutNtp);
         }
         if self.generations_to_keep == 0 {
             issues.push("generations_to_keep", K::GenerationsToKeep);

@@ -100,6 +100,18 @@ fn unknown_restart_variant_is_a_parse_error() {
     "timezone",
     "Timezone"
 )]
+#[case::locale("hostname = \"pi\"\nlocale = \"de_DE.UTF 8\"", "locale", "Locale")]
+#[case::keyboard("hostname = \"pi\"\nkeyboard = \"../de\"", "keyboard", "Keymap")]
+#[case::ntp_server(
+    "hostname = \"pi\"\n[time]\nservers = [\"ntp.example.org\", \"host:123\"]",
+    "time.servers[1]",
+    "NtpServer"
+)]
+#[case::servers_without_ntp(
+    "hostname = \"pi\"\n[time]\nntp = false\nservers = [\"10.0.0.1\"]",
+    "time.servers",
+    "ServersWithoutNtp"
+)]
 #[case::generations(
     "hostname = \"pi\"\ngenerations_to_keep = 0",
     "generations_to_keep",
@@ -371,6 +383,9 @@ fn only_issue(text: &str, path: &str, kind: &str) {
     "hostname = \"pi\"\n[[secrets]]\nsource = \"s\"\ntarget = \"/etc/t\"\nmode = \"0440\""
 )]
 #[case::timezone_deep("hostname = \"pi\"\ntimezone = \"America/Argentina/Buenos_Aires\"")]
+#[case::first_contact(
+    "hostname = \"pi\"\nlocale = \"sr_RS.UTF-8@latin\"\nkeyboard = \"de_CH-latin1\"\n[time]\nservers = [\"10.0.2.2\", \"pool.ntp.org\"]\n[network]\nmdns = false"
+)]
 fn boundary_values_are_accepted(#[case] text: &str) {
     parse(text).unwrap();
 }

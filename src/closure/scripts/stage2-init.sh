@@ -64,6 +64,14 @@ if ! $bb grep -qx '[0-9a-f]\{32\}' /etc/machine-id 2>/dev/null; then
     { echo "$id" > /etc/machine-id.tmp && $bb mv -f /etc/machine-id.tmp /etc/machine-id; } 2>/dev/null \
         || echo "pideploy: warning: cannot write /etc/machine-id; systemd makes a transient one"
 fi
+# The clock, before anything stamps a time: never behind the last synchronised time, which
+# systemd-timesyncd keeps as the mtime of its clock file (systemd-timesyncd.service(8)). A Pi whose
+# RTC has no battery starts from the time it last knew, not 1970 (timesyncd would do the same, but
+# only once systemd starts it, after SSH is up).
+saved=$($bb stat -c %Y /var/lib/systemd/timesync/clock 2>/dev/null || echo 0)
+if [ "$saved" -gt "$($bb date +%s)" ] && $bb date -u -s "@$saved" >/dev/null; then
+    echo "pideploy: clock set forward to the last synchronised time, $($bb date -u '+%Y-%m-%d %H:%M:%S') UTC"
+fi
 # First boot on a card bigger than the image: the root grows before anything else writes to it,
 # alone on the CPU (under systemd it raced every other start job), and may reboot once. Its lines
 # go to the console; the outcome is kept in /pideploy/var/root-grown.
