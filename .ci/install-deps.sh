@@ -30,7 +30,7 @@ modprobe kmod                        modprobe and depmod read back the kernel mo
 openssl openssl                      openssl x509 -hash checks the CA certificate hash links pideploy makes
 update-ca-certificates ca-certificates  the real update-ca-certificates is compared with the CA bundle pideploy builds
 systemd-analyze systemd              systemd-analyze verify and systemd --test check the unit files pideploy writes
-ip iproute2                          tests/qemu_first_contact.rs puts a guest's second card in a network namespace
+ip iproute2                          tests/qemu_first_contact.rs moves the second card of the guest into a network namespace
 dig bind9-dnsutils                   the DNS client that asks the guest's avahi for <hostname>.local over mDNS
 '
 need=
