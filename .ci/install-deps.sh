@@ -31,7 +31,7 @@ openssl openssl                      openssl x509 -hash checks the CA certificat
 update-ca-certificates ca-certificates  the real update-ca-certificates is compared with the CA bundle pideploy builds
 systemd-analyze systemd              systemd-analyze verify and systemd --test check the unit files pideploy writes
 ip iproute2                          tests/qemu_first_contact.rs moves the second card of the guest into a network namespace
-dig bind9-dnsutils                   the DNS client that asks the guest's avahi for <hostname>.local over mDNS
+dig bind9-dnsutils                   the DNS client that asks avahi on the guest for <hostname>.local over mDNS
 '
 need=
 for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do
