@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pideploy_config::{Board, HostConfig};
@@ -45,6 +45,9 @@ pub enum StageError {
     /// The toplevel's activation data is malformed.
     #[error("generation 1: {0}")]
     Activation(String),
+    /// A Wi-Fi passphrase could not be read or is not one.
+    #[error(transparent)]
+    Secret(#[from] crate::deploy::DeployError),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
@@ -155,7 +158,38 @@ pub fn stage_root(
     )?;
     write(&gdir.join("1.json"), record.as_bytes())?;
     lay_down_links(&store.physical(toplevel), root)?;
+    wifi_passphrases(config, root)?;
     Ok(total)
+}
+
+/// The Wi-Fi passphrases, so a headless Pi joins its network on the first boot: root's files (0400,
+/// in a 0700 directory) on the card, outside the store, where a switch's secret set puts them later
+/// too. They are the only secrets an image holds (`[[secrets]]` come with the first switch); an
+/// image made with Wi-Fi is to be kept like the passphrase itself.
+fn wifi_passphrases(config: &HostConfig, root: &Path) -> Result<(), StageError> {
+    let psks = crate::deploy::secrets::wifi_passphrases(config)?;
+    if psks.is_empty() {
+        return Ok(());
+    }
+    let dir = root.join(crate::closure::wifi::PSK_DIR.trim_start_matches('/'));
+    fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+    let mut d = dir.clone();
+    while d != root {
+        let mode = if d == dir { 0o700 } else { 0o755 };
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &d))?;
+        d = d.parent().unwrap_or(root).to_path_buf();
+    }
+    for (target, data) in psks {
+        let p = root.join(target.trim_start_matches('/'));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&p)
+            .map_err(io_err("creating", &p))?;
+        io::Write::write_all(&mut f, &data).map_err(io_err("writing", &p))?;
+    }
+    Ok(())
 }
 
 /// Generation 1's links, as its activation would make them on the first boot: the FHS directories

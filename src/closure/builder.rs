@@ -56,7 +56,8 @@ pub struct BuiltSystem {
 
 /// Package names the config and board need, in the order they were asked for. `sudo` comes in when
 /// a user is allowed to use it, `tzdata` when the time zone is not UTC, `systemd-timesyncd` when
-/// NTP is on and no other time daemon is asked for, `avahi-daemon` for mDNS, `locales-all` for a locale other than C, `kbd`
+/// NTP is on and no other time daemon is asked for, `avahi-daemon` for mDNS, `wpasupplicant`, `wireless-regdb` and the board's
+/// `wifi_packages` for Wi-Fi, `locales-all` for a locale other than C, `kbd`
 /// and `console-data` for a console keymap.
 pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -86,6 +87,13 @@ pub fn wanted_packages(config: &HostConfig, board: &Board) -> Vec<String> {
     }
     if config.network.mdns {
         push("avahi-daemon");
+    }
+    if config.network.wifi.is_some() {
+        push("wpasupplicant");
+        push("wireless-regdb");
+        for p in &board.wifi_packages {
+            push(p);
+        }
     }
     if config.keyboard.is_some() {
         push("kbd");

@@ -7,6 +7,7 @@ use pideploy_config::HostConfig;
 use super::accounts::Accounts;
 use super::system_units;
 use super::time_sync;
+use super::wifi;
 use crate::shell;
 
 /// One generated file.
@@ -128,9 +129,6 @@ pub fn install_lines(etc: &BTreeMap<String, GenFile>, dirs: &BTreeSet<String>) -
 
 /// Builds the etc plan. Errors are single sentences naming the config field to fix.
 pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
-    if cfg.network.wifi.is_some() {
-        return Err("network.wifi: Wi-Fi is not supported by this version yet; use ethernet (remove [network.wifi])".into());
-    }
     let mut p = EtcPlan::default();
 
     // Accounts: planned from the packages' data and the config's users (super::accounts).
@@ -227,6 +225,9 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
                  [Service]\nExecStart=\nExecStart=/usr/sbin/avahi-daemon -s --no-chroot\n",
             ),
         );
+    }
+    for (path, file) in wifi::plan(cfg, ctx.busybox) {
+        e.insert(path, file);
     }
     for (path, file) in time_sync::plan(cfg, ctx.busybox)? {
         e.insert(path, file);

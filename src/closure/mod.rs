@@ -29,6 +29,7 @@ mod triggers;
 mod unit_enable;
 pub mod units;
 pub mod var_tree;
+pub mod wifi;
 
 pub use builder::{build_system, wanted_packages, BuiltSystem, SystemInputs};
 pub use error::BuildError;

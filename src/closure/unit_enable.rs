@@ -23,8 +23,10 @@ const UNIT_DIRS: &[&str] = &["/usr/lib/systemd/system", "/lib/systemd/system"];
 
 /// Units Debian packages enable that a pideploy system leaves off unless `[systemd] enable` names
 /// them: e2fsprogs' `e2scrub_reap` removes leftover e2scrub snapshots of LVM volumes, which a
-/// pideploy card does not have, and costs about 2 s of CPU on every boot of a Pi-class machine.
-pub const OFF_BY_DEFAULT: &[&str] = &["e2scrub_reap.service"];
+/// pideploy card does not have, and costs about 2 s of CPU on every boot of a Pi-class machine;
+/// wpasupplicant's D-Bus service manages no interface until a network manager asks it to, and
+/// pideploy runs its own wpa_supplicant on wlan0 (`pideploy-wifi.service`).
+pub const OFF_BY_DEFAULT: &[&str] = &["e2scrub_reap.service", "wpa_supplicant.service"];
 
 /// The most units one `Also=` chain may pull in (a crafted package could make a cycle).
 const MAX_UNITS: usize = 1000;

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use pideploy_config::HostConfig;
+use pideploy_config::{HostConfig, WifiSecurity};
+
+use crate::closure::wifi::psk_path;
 
 use super::DeployError;
 
@@ -60,9 +62,56 @@ pub fn bundle(config: &HostConfig) -> Result<(Vec<u8>, usize), DeployError> {
         add(&mut tar, &i.to_string(), &data)?;
         list += &format!("{i} {} {uid} {gid} {}\n", s.mode, s.target);
     }
+    let mut count = config.secrets.len();
+    for (n, (target, data)) in wifi_passphrases(config)?.into_iter().enumerate() {
+        let i = config.secrets.len() + n;
+        add(&mut tar, &i.to_string(), &data)?;
+        list += &format!("{i} 0400 0 0 {target}\n");
+        count += 1;
+    }
     add(&mut tar, "list", list.as_bytes())?;
     let out = tar
         .into_inner()
         .map_err(|e| DeployError::Local(format!("packing the secrets: {e}")))?;
-    Ok((out, config.secrets.len()))
+    Ok((out, count))
+}
+
+/// The Wi-Fi passphrases of the config, read from their `psk_file`s, with the path each goes to
+/// on the target (root's, 0400). One line break at the end of a file is not part of it. Refused
+/// with one line: a passphrase wpa_supplicant would not take (WPA2: 8 to 63 printable ASCII
+/// characters, IEEE 802.11i; WPA3: 1 to 128).
+pub fn wifi_passphrases(config: &HostConfig) -> Result<Vec<(String, Vec<u8>)>, DeployError> {
+    let mut out = Vec::new();
+    let Some(wifi) = &config.network.wifi else {
+        return Ok(out);
+    };
+    for (i, n) in wifi.networks.iter().enumerate() {
+        let Some(file) = &n.psk_file else { continue };
+        let mut data = std::fs::read(file).map_err(|e| {
+            DeployError::Local(format!(
+                "network.wifi.networks[{i}].psk_file: reading {}: {e}",
+                file.display()
+            ))
+        })?;
+        for end in [&b"\n"[..], b"\r"] {
+            if data.ends_with(end) {
+                data.pop();
+            }
+        }
+        let range = match n.security {
+            WifiSecurity::Wpa3 => 1..=128,
+            _ => 8..=63,
+        };
+        if !range.contains(&data.len()) || !data.iter().all(|b| (0x20..=0x7e).contains(b)) {
+            return Err(DeployError::Local(format!(
+                "network.wifi.networks[{i}].psk_file: {} must hold the passphrase of {:?}: {} to {} printable ASCII characters on one line",
+                file.display(),
+                n.ssid,
+                range.start(),
+                range.end()
+            )));
+        }
+        out.push((psk_path(i), data));
+    }
+    Ok(out)
 }

@@ -40,6 +40,10 @@ pub struct Board {
     /// Packages every system on this board gets.
     #[serde(default)]
     pub base_packages: Vec<String>,
+    /// Packages a system with `[network.wifi]` gets besides wpasupplicant and wireless-regdb: the
+    /// radio's firmware (the Pi 5's CYW43455 needs Raspberry Pi's `firmware-brcm80211`).
+    #[serde(default)]
+    pub wifi_packages: Vec<String>,
     /// How the qemu harness runs this board, if it can.
     #[serde(default)]
     pub qemu: Option<BoardQemu>,

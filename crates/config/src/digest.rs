@@ -54,8 +54,11 @@ impl HostConfig {
             value["secrets"][i]["source"] = Value::String(SECRET_PLACEHOLDER.to_owned());
         }
         if let Some(wifi) = &self.network.wifi {
-            if wifi.psk_file.is_some() {
-                value["network"]["wifi"]["psk_file"] = Value::String(SECRET_PLACEHOLDER.to_owned());
+            for (i, n) in wifi.networks.iter().enumerate() {
+                if n.psk_file.is_some() {
+                    value["network"]["wifi"]["networks"][i]["psk_file"] =
+                        Value::String(SECRET_PLACEHOLDER.to_owned());
+                }
             }
         }
         let mut out = String::new();

@@ -212,17 +212,53 @@ impl Default for Ethernet {
     }
 }
 
-/// Wireless settings. The passphrase is a secret, so it is only ever read from `psk_file`.
+/// Wireless settings for wlan0: the regulatory domain, the networks to join, and the address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wifi {
+    /// Regulatory domain, two upper-case letters (`DE`, `GB`, `US`): which channels and powers
+    /// the radio may use.
+    pub country: String,
+    /// Networks to join; the highest `priority` in range wins.
+    pub networks: Vec<WifiNetwork>,
+    /// wlan0's address: DHCP (the default) or static, with the same fields as `[network.ethernet]`.
+    #[serde(default)]
+    pub ip: Ethernet,
+}
+
+/// One wireless network. Its passphrase is a secret: only ever read from `psk_file`, and sent like
+/// `[[secrets]]` (never in the store or argv).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WifiNetwork {
     /// Network name, 1..=32 bytes.
     pub ssid: String,
-    /// Local file holding the passphrase (resolved against the config's directory); none for an open network.
+    /// Local file holding the passphrase, 8..=63 printable ASCII characters (resolved against the
+    /// config's directory); none for an open network.
     #[serde(default)]
     pub psk_file: Option<PathBuf>,
-    /// Regulatory domain, two upper-case letters (`DE`, `GB`, `US`).
-    pub country: String,
+    /// The network does not broadcast its name (probe for it by name).
+    #[serde(default)]
+    pub hidden: bool,
+    /// Preference among networks in range (higher first).
+    #[serde(default)]
+    pub priority: u32,
+    /// `wpa2` (WPA2-Personal, also joins WPA2/WPA3 transition networks), `wpa3` (SAE only) or `open`.
+    #[serde(default)]
+    pub security: WifiSecurity,
+}
+
+/// How a wireless network authenticates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WifiSecurity {
+    /// WPA2-Personal (pre-shared key).
+    #[default]
+    Wpa2,
+    /// WPA3-Personal (SAE), with management frame protection required.
+    Wpa3,
+    /// No encryption.
+    Open,
 }
 
 /// A file placed into the system.
@@ -447,7 +483,8 @@ impl HostConfig {
             .network
             .wifi
             .iter()
-            .filter_map(|w| w.psk_file.as_deref());
+            .flat_map(|w| &w.networks)
+            .filter_map(|n| n.psk_file.as_deref());
         files.chain(secrets).chain(psk).collect()
     }
 
@@ -469,8 +506,10 @@ impl HostConfig {
         for secret in &mut self.secrets {
             resolve(&mut secret.source);
         }
-        if let Some(psk) = self.network.wifi.as_mut().and_then(|w| w.psk_file.as_mut()) {
-            resolve(psk);
+        if let Some(wifi) = &mut self.network.wifi {
+            for psk in wifi.networks.iter_mut().filter_map(|n| n.psk_file.as_mut()) {
+                resolve(psk);
+            }
         }
     }
 }

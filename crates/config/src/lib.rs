@@ -18,7 +18,7 @@ pub use board::{
 pub use error::{line_col, ConfigError, MAX_CONFIG_BYTES};
 pub use host::{
     BootExtras, Ethernet, FileSpec, Health, HostConfig, Network, Restart, Secret, Service, Ssh,
-    Systemd, Time, User, Wifi, DEFAULT_GENERATIONS_TO_KEEP,
+    Systemd, Time, User, Wifi, WifiNetwork, WifiSecurity, DEFAULT_GENERATIONS_TO_KEEP,
 };
 pub use validate::{ValidationError, ValidationErrorKind};
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::host::{HostConfig, Restart, Service, User};
+use crate::host::{Ethernet, HostConfig, Restart, Service, User, WifiSecurity};
 use crate::rules::{self, UnitNameKind};
 
 /// One broken rule, at one field.
@@ -101,6 +101,18 @@ pub enum ValidationErrorKind {
     /// SSID length.
     #[error("an SSID must be 1 to 32 bytes long, this one is {0}")]
     Ssid(usize),
+    /// `[network.wifi]` without a network.
+    #[error("add at least one [[network.wifi.networks]] entry (ssid, psk_file), or remove [network.wifi]")]
+    NoWifiNetworks,
+    /// The same network twice.
+    #[error("the same ssid as networks[{0}]; give each network once")]
+    DuplicateSsid(usize),
+    /// A passphrase for an open network.
+    #[error("an open network has no passphrase: remove psk_file, or set security = \"wpa2\" or \"wpa3\"")]
+    PskForOpen,
+    /// No passphrase for a protected network.
+    #[error("a WPA2/WPA3 network needs psk_file (a local file holding the passphrase), or security = \"open\"")]
+    MissingPsk,
     /// Country code.
     #[error("`{0}` is not a two-letter upper-case country code like `DE` or `US`")]
     Country(String),
@@ -242,6 +254,61 @@ impl Issues {
     }
 }
 
+/// The rules of an interface's addressing (`network.ethernet`, `network.wifi.ip`): DHCP, or a
+/// static address with a gateway inside its subnet and DNS servers.
+fn check_addressing(at: &str, eth: &Ethernet, issues: &mut Issues) {
+    use ValidationErrorKind as K;
+    for (i, dns) in eth.dns.iter().enumerate() {
+        if dns.parse::<IpAddr>().is_err() {
+            issues.push(format!("{at}.dns[{i}]"), K::IpAddress(dns.clone()));
+        }
+    }
+    if eth.dhcp {
+        if eth.address.is_some() {
+            issues.push(format!("{at}.address"), K::StaticWithDhcp);
+        }
+        if eth.gateway.is_some() {
+            issues.push(format!("{at}.gateway"), K::StaticWithDhcp);
+        }
+    } else {
+        let cidr = match &eth.address {
+            None => {
+                issues.push(format!("{at}.address"), K::MissingStatic);
+                None
+            }
+            Some(a) => {
+                let parsed = rules::parse_cidr(a);
+                if parsed.is_none() {
+                    issues.push(format!("{at}.address"), K::Cidr(a.clone()));
+                }
+                parsed
+            }
+        };
+        match &eth.gateway {
+            None => issues.push(format!("{at}.gateway"), K::MissingStatic),
+            Some(g) => match g.parse() {
+                Err(_) => issues.push(format!("{at}.gateway"), K::IpAddress(g.clone())),
+                Ok(gw) => {
+                    if let Some((net, len)) = cidr {
+                        if !rules::in_subnet(gw, net, len) {
+                            issues.push(
+                                format!("{at}.gateway"),
+                                K::GatewayOutsideSubnet {
+                                    gateway: g.clone(),
+                                    address: eth.address.clone().unwrap_or_default(),
+                                },
+                            );
+                        }
+                    }
+                }
+            },
+        }
+        if eth.dns.is_empty() {
+            issues.push(format!("{at}.dns"), K::MissingStatic);
+        }
+    }
+}
+
 /// The firmware ignores config.txt characters past this many.
 const CONFIG_TXT_LINE_LIMIT: usize = 98;
 
@@ -304,72 +371,36 @@ impl HostConfig {
 
     fn check_network(&self, issues: &mut Issues) {
         use ValidationErrorKind as K;
-        let eth = &self.network.ethernet;
-        for (i, dns) in eth.dns.iter().enumerate() {
-            if dns.parse::<IpAddr>().is_err() {
-                issues.push(
-                    format!("network.ethernet.dns[{i}]"),
-                    K::IpAddress(dns.clone()),
-                );
-            }
-        }
-        if eth.dhcp {
-            if eth.address.is_some() {
-                issues.push("network.ethernet.address", K::StaticWithDhcp);
-            }
-            if eth.gateway.is_some() {
-                issues.push("network.ethernet.gateway", K::StaticWithDhcp);
-            }
-        } else {
-            let cidr = match &eth.address {
-                None => {
-                    issues.push("network.ethernet.address", K::MissingStatic);
-                    None
-                }
-                Some(a) => {
-                    let parsed = rules::parse_cidr(a);
-                    if parsed.is_none() {
-                        issues.push("network.ethernet.address", K::Cidr(a.clone()));
-                    }
-                    parsed
-                }
-            };
-            match &eth.gateway {
-                None => issues.push("network.ethernet.gateway", K::MissingStatic),
-                Some(g) => match g.parse() {
-                    Err(_) => issues.push("network.ethernet.gateway", K::IpAddress(g.clone())),
-                    Ok(gw) => {
-                        if let Some((net, len)) = cidr {
-                            if !rules::in_subnet(gw, net, len) {
-                                issues.push(
-                                    "network.ethernet.gateway",
-                                    K::GatewayOutsideSubnet {
-                                        gateway: g.clone(),
-                                        address: eth.address.clone().unwrap_or_default(),
-                                    },
-                                );
-                            }
-                        }
-                    }
-                },
-            }
-            if eth.dns.is_empty() {
-                issues.push("network.ethernet.dns", K::MissingStatic);
-            }
-        }
+        check_addressing("network.ethernet", &self.network.ethernet, issues);
         if let Some(wifi) = &self.network.wifi {
-            if !(1..=32).contains(&wifi.ssid.len()) {
-                issues.push("network.wifi.ssid", K::Ssid(wifi.ssid.len()));
-            }
             if !rules::is_country(&wifi.country) {
                 issues.push("network.wifi.country", K::Country(wifi.country.clone()));
             }
-            if wifi
-                .psk_file
-                .as_ref()
-                .is_some_and(|p| p.as_os_str().is_empty())
-            {
-                issues.push("network.wifi.psk_file", K::EmptyPath);
+            if wifi.networks.is_empty() {
+                issues.push("network.wifi.networks", K::NoWifiNetworks);
+            }
+            check_addressing("network.wifi.ip", &wifi.ip, issues);
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            for (i, n) in wifi.networks.iter().enumerate() {
+                let at = format!("network.wifi.networks[{i}]");
+                if !(1..=32).contains(&n.ssid.len()) {
+                    issues.push(format!("{at}.ssid"), K::Ssid(n.ssid.len()));
+                }
+                if let Some(first) = seen.insert(n.ssid.as_str(), i) {
+                    issues.push(format!("{at}.ssid"), K::DuplicateSsid(first));
+                }
+                match (&n.psk_file, n.security) {
+                    (Some(p), _) if p.as_os_str().is_empty() => {
+                        issues.push(format!("{at}.psk_file"), K::EmptyPath)
+                    }
+                    (Some(_), WifiSecurity::Open) => {
+                        issues.push(format!("{at}.psk_file"), K::PskForOpen)
+                    }
+                    (None, WifiSecurity::Wpa2 | WifiSecurity::Wpa3) => {
+                        issues.push(format!("{at}.psk_file"), K::MissingPsk)
+                    }
+                    _ => {}
+                }
             }
         }
     }

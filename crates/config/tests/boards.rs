@@ -117,6 +117,7 @@ fn qemu_board_loads() {
             "dosfstools",
             "dropbear-bin",
             "e2fsprogs",
+            "kmod",
             "systemd",
             "systemd-sysv",
             "udev",

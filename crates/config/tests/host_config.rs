@@ -71,11 +71,11 @@ fn wrong_type_reports_position() {
 #[test]
 fn psk_inline_is_refused_by_schema() {
     let err = parse(
-        "hostname = \"pi\"\n[network.wifi]\nssid = \"x\"\ncountry = \"DE\"\npsk = \"hunter2\"\n",
+        "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"x\"\npsk = \"hunter2\"\n",
     )
     .unwrap_err();
     assert!(
-        matches!(&err, ConfigError::Parse { line: 5, message, .. } if message.contains("psk_file")),
+        matches!(&err, ConfigError::Parse { line: 6, message, .. } if message.contains("psk_file")),
         "{err:?}"
     );
 }
@@ -199,15 +199,40 @@ fn unknown_restart_variant_is_a_parse_error() {
     "IpAddress"
 )]
 #[case::ssid_empty(
-    "hostname = \"pi\"\n[network.wifi]\nssid = \"\"\ncountry = \"DE\"",
-    "network.wifi.ssid",
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"\"\nsecurity = \"open\"",
+    "network.wifi.networks[0].ssid",
     "Ssid"
 )]
-#[case::ssid_long("hostname = \"pi\"\n[network.wifi]\nssid = \"123456789012345678901234567890123\"\ncountry = \"DE\"", "network.wifi.ssid", "Ssid")]
+#[case::ssid_long("hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"123456789012345678901234567890123\"\nsecurity = \"open\"", "network.wifi.networks[0].ssid", "Ssid")]
 #[case::country(
-    "hostname = \"pi\"\n[network.wifi]\nssid = \"x\"\ncountry = \"de\"",
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"de\"\n[[network.wifi.networks]]\nssid = \"x\"\nsecurity = \"open\"",
     "network.wifi.country",
     "Country"
+)]
+#[case::no_networks(
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\nnetworks = []",
+    "network.wifi.networks",
+    "NoWifiNetworks"
+)]
+#[case::missing_psk(
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"home\"",
+    "network.wifi.networks[0].psk_file",
+    "MissingPsk"
+)]
+#[case::psk_for_open(
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"cafe\"\nsecurity = \"open\"\npsk_file = \"x\"",
+    "network.wifi.networks[0].psk_file",
+    "PskForOpen"
+)]
+#[case::duplicate_ssid(
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"a\"\nsecurity = \"open\"\n[[network.wifi.networks]]\nssid = \"a\"\nsecurity = \"open\"",
+    "network.wifi.networks[1].ssid",
+    "DuplicateSsid"
+)]
+#[case::wifi_static_without_gateway(
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"a\"\nsecurity = \"open\"\n[network.wifi.ip]\ndhcp = false\naddress = \"192.168.1.5/24\"\ndns = [\"192.168.1.1\"]",
+    "network.wifi.ip.gateway",
+    "MissingStatic"
 )]
 #[case::file_relative(
     "hostname = \"pi\"\n[[files]]\npath = \"etc/motd\"\ncontent = \"x\"",
@@ -375,7 +400,10 @@ fn only_issue(text: &str, path: &str, kind: &str) {
 #[case::static_ok(
     "hostname = \"pi\"\n[network.ethernet]\ndhcp = false\naddress = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\ndns = [\"10.0.0.1\", \"2620:fe::fe\"]"
 )]
-#[case::wifi_open("hostname = \"pi\"\n[network.wifi]\nssid = \"12345678901234567890123456789012\"\ncountry = \"GB\"")]
+#[case::wifi_open("hostname = \"pi\"\n[network.wifi]\ncountry = \"GB\"\n[[network.wifi.networks]]\nssid = \"12345678901234567890123456789012\"\nsecurity = \"open\"")]
+#[case::wifi_two_networks_static(
+    "hostname = \"pi\"\n[network.wifi]\ncountry = \"GB\"\n[[network.wifi.networks]]\nssid = \"home\"\npsk_file = \"h\"\npriority = 5\nhidden = true\nsecurity = \"wpa3\"\n[[network.wifi.networks]]\nssid = \"phone\"\npsk_file = \"p\"\n[network.wifi.ip]\ndhcp = false\naddress = \"192.168.1.5/24\"\ngateway = \"192.168.1.1\"\ndns = [\"192.168.1.1\"]"
+)]
 #[case::file_near_reserved(
     "hostname = \"pi\"\n[[files]]\npath = \"/running/x\"\ncontent = \"\"\nmode = \"755\""
 )]
@@ -410,7 +438,7 @@ fn defaults_fill_in_and_relative_paths_resolve_against_base_dir() {
         "hostname = \"pi\"\n[[files]]\npath = \"/etc/motd\"\nsource = \"files/motd\"\n\
          [[secrets]]\nsource = \"/abs/token\"\ntarget = \"/etc/token\"\n\
          [[services]]\nname = \"x\"\ncommand = [\"/bin/x\"]\n\
-         [network.wifi]\nssid = \"home\"\ncountry = \"DE\"\npsk_file = \"wifi.psk\"\n",
+         [network.wifi]\ncountry = \"DE\"\n[[network.wifi.networks]]\nssid = \"home\"\npsk_file = \"wifi.psk\"\n",
     )
     .unwrap();
     assert_eq!(config.board, "rpi5");
@@ -432,7 +460,9 @@ fn defaults_fill_in_and_relative_paths_resolve_against_base_dir() {
     assert_eq!(config.secrets[0].owner, "root");
     assert_eq!(config.services[0].restart(), Restart::OnFailure);
     assert_eq!(config.services[0].user, "root");
-    let psk = config.network.wifi.as_ref().unwrap().psk_file.as_deref();
+    let psk = config.network.wifi.as_ref().unwrap().networks[0]
+        .psk_file
+        .as_deref();
     assert_eq!(psk, Some(Path::new("/cfg/wifi.psk")));
     assert!(config.ssh.enable && config.ssh.port == 22 && !config.ssh.password_authentication);
     assert!(config.network.ethernet.dhcp);

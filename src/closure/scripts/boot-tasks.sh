@@ -12,8 +12,11 @@ main() {
     if [ "$NET_MODE" = static ]; then
         ip addr add "$NET_ADDRESS" dev "$NET_IFACE"
         [ -z "$NET_GATEWAY" ] || ip route add default via "$NET_GATEWAY" dev "$NET_IFACE"
+        # Where the udhcpc script merges every interface's name servers from (eth0's first).
+        mkdir -p /run/pideploy/resolv.d
         : > /run/resolv.conf.tmp
         for d in $NET_DNS; do echo "nameserver $d" >> /run/resolv.conf.tmp; done
+        cp /run/resolv.conf.tmp /run/pideploy/resolv.d/eth0
         mv -f /run/resolv.conf.tmp /run/resolv.conf
         echo "pideploy: $NET_IFACE has $NET_ADDRESS"
     fi
