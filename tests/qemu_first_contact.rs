@@ -106,27 +106,54 @@ impl Drop for NtpServer {
     }
 }
 
-/// A network namespace of this test's, removed (with the tap moved into it) when dropped.
-struct Netns(String);
+/// A network namespace of this test's, held by an `unshare --net` process and entered with
+/// `nsenter` (not `ip netns`, whose mounts fail in a chroot such as CI's fresh machine). It goes,
+/// with the tap moved into it, when the holder is killed on drop.
+struct Netns(std::process::Child);
 
 impl Netns {
-    fn ip(&self, args: &[&str]) {
-        run(Command::new("ip").args(["-n", &self.0]).args(args));
+    fn new() -> Netns {
+        let holder = Command::new("unshare")
+            .args(["--net", "sleep", "100000"])
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mine = fs::read_link("/proc/self/ns/net").unwrap();
+        let theirs = format!("/proc/{}/ns/net", holder.id());
+        let start = Instant::now();
+        while fs::read_link(&theirs).map_or(true, |l| l == mine) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "unshare --net made no namespace"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Netns(holder)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
     }
 
     fn exec(&self, cmd: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
+        let out = Command::new("nsenter")
+            .args(["-t", &self.pid(), "-n"])
             .args(cmd)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    fn ip(&self, args: &[&str]) {
+        run(Command::new("nsenter")
+            .args(["-t", &self.pid(), "-n", "ip"])
+            .args(args));
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -210,8 +237,7 @@ ssh_authorized_keys = ["{public}"]
 
     let mut ntp = NtpServer::start();
     let tap = format!("pdt{}", std::process::id() % 100_000);
-    let ns = Netns(format!("pideploy-mdns-{}", std::process::id()));
-    run(Command::new("ip").args(["netns", "add", &ns.0]));
+    let ns = Netns::new();
     let qemu_args = [
         "-rtc".to_string(),
         "base=2001-02-03T04:05:06".into(),
@@ -247,7 +273,7 @@ ssh_authorized_keys = ["{public}"]
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    run(Command::new("ip").args(["link", "set", &tap, "netns", &ns.0]));
+    run(Command::new("ip").args(["link", "set", &tap, "netns", &ns.pid()]));
     ns.ip(&["addr", "add", "192.168.231.1/24", "dev", &tap]);
     ns.ip(&["link", "set", &tap, "up"]);
 
