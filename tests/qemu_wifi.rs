@@ -5,7 +5,8 @@
 //! carried (root-only, outside the store), DHCP gives an address, and traffic crosses the simulated
 //! air (the access point's side is in another namespace, so nothing short-cuts through loopback).
 //! Then a switch with a wrong passphrase: wpa_supplicant restarts with it, says the key is wrong,
-//! and the Pi stays reachable over Ethernet; a switch back reconnects.
+//! and the Pi stays reachable over Ethernet; a switch back reconnects; WPA3-SAE; a hidden network
+//! preferred by priority, with a static address.
 
 mod common;
 
@@ -19,6 +20,11 @@ use common::*;
 const PASSPHRASE: &str = "correct horse battery staple";
 
 fn config(public: &str, psk: &str, security: &str) -> String {
+    config_with(public, psk, security, "")
+}
+
+/// [`config`] with more TOML after the network entry (fields of it, then other tables).
+fn config_with(public: &str, psk: &str, security: &str, more: &str) -> String {
     format!(
         r#"board = "qemu-aarch64"
 hostname = "wifipi"
@@ -34,6 +40,7 @@ country = "DE"
 ssid = "pideploy test"
 psk_file = "{psk}"
 security = "{security}"
+{more}
 
 [[users]]
 name = "pi"
@@ -87,6 +94,15 @@ for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /tmp/hostapd.pid ] || break; sleep 0.5; d
 /bin/ip netns exec ap /usr/sbin/hostapd -B -P /tmp/hostapd.pid /tmp/hostapd-sae.conf > /tmp/hostapd-sae.log
 "#;
 
+/// The access point back to WPA2, its name hidden from beacons.
+const AP_HIDDEN: &str = r#"set -e
+kill "$(cat /tmp/hostapd.pid)"
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /tmp/hostapd.pid ] || break; sleep 0.5; done
+cp /tmp/hostapd.conf /tmp/hostapd-hidden.conf
+echo ignore_broadcast_ssid=1 >> /tmp/hostapd-hidden.conf
+/bin/ip netns exec ap /usr/sbin/hostapd -B -P /tmp/hostapd.pid /tmp/hostapd-hidden.conf > /tmp/hostapd-hidden.log
+"#;
+
 /// Polls `cmd` over SSH until its output contains `want`; panics with `why` and the last output.
 fn wait_for(vm: &Guest, ssh: &dyn Fn(&Guest, &str) -> String, cmd: &str, want: &str, why: &str) {
     let start = Instant::now();
@@ -112,26 +128,43 @@ fn wifi_joins_gets_an_address_and_survives_a_wrong_passphrase() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let (key, public) = keypair(w);
-    let (good, bad, sae) = (
+    let (good, bad, sae, hidden) = (
         w.join("good/pi.toml"),
         w.join("bad/pi.toml"),
         w.join("sae/pi.toml"),
+        w.join("hidden/pi.toml"),
     );
-    for (cfg, psk, security) in [
-        (&good, PASSPHRASE, "wpa2"),
-        (&bad, "not the passphrase", "wpa2"),
-        (&sae, PASSPHRASE, "wpa3"),
+    // The last: a hidden network preferred over another one in range, and a static address.
+    let hidden_more = r#"hidden = true
+priority = 5
+
+[[network.wifi.networks]]
+ssid = "pideploy other"
+psk_file = "wifi.psk"
+priority = 1
+
+[network.wifi.ip]
+dhcp = false
+address = "192.168.77.50/24"
+gateway = "192.168.77.1"
+dns = ["192.168.77.1"]"#;
+    for (cfg, psk, security, more) in [
+        (&good, PASSPHRASE, "wpa2", ""),
+        (&bad, "not the passphrase", "wpa2", ""),
+        (&sae, PASSPHRASE, "wpa3", ""),
+        (&hidden, PASSPHRASE, "wpa2", hidden_more),
     ] {
         let dir = cfg.parent().unwrap();
         fs::create_dir_all(dir).unwrap();
         fs::write(dir.join("wifi.psk"), format!("{psk}\n")).unwrap();
-        fs::write(cfg, config(&public, "wifi.psk", security)).unwrap();
+        fs::write(cfg, config_with(&public, "wifi.psk", security, more)).unwrap();
     }
     let lock = w.join("good/pideploy.lock");
     let (cache, store) = (w.join("cache"), w.join("store"));
     lock_and_import(&good, &lock, &cache, &store);
     fs::copy(&lock, w.join("bad/pideploy.lock")).unwrap();
     fs::copy(&lock, w.join("sae/pideploy.lock")).unwrap();
+    fs::copy(&lock, w.join("hidden/pideploy.lock")).unwrap();
     let pd = || {
         let mut c = pideploy();
         env_for(&mut c, &cache, &store);
@@ -262,13 +295,15 @@ fn wifi_joins_gets_an_address_and_survives_a_wrong_passphrase() {
     deploy(&good);
     wait_for(&vm, &ssh, status, "wpa_state=COMPLETED", "no reconnection");
 
-    // 4. WPA3: the access point goes SAE-only (with protected management frames); a switch to
-    // `security = "wpa3"` changes wpa_supplicant's unit, so activation restarts it, and it joins.
+    // 4. WPA3: a switch to `security = "wpa3"` changes wpa_supplicant's unit, so activation
+    // restarts it; then the access point goes SAE-only (with protected management frames) and it
+    // joins. (In this order SAE's arithmetic, slow under emulation, runs after the deploy's
+    // confirmation rather than starving it.)
+    deploy(&sae);
     ssh(
         &vm,
         &format!("sudo -n sh -c '{}'", AP_TO_SAE.replace('\'', "'\\''")),
     );
-    deploy(&sae);
     wait_for(
         &vm,
         &ssh,
@@ -277,5 +312,42 @@ fn wifi_joins_gets_an_address_and_survives_a_wrong_passphrase() {
         "no WPA3 (SAE) association",
     );
     assert!(ssh(&vm, status).contains("wpa_state=COMPLETED"));
+
+    // 5. The access point hides its name (WPA2 again); a switch to a config where that network is
+    // `hidden` (probed by name) and preferred over another, with a static address: joins, and the
+    // lease from before gives way to the static address (DHCP unit stopped, address unit started).
+    ssh(
+        &vm,
+        &format!("sudo -n sh -c '{}'", AP_HIDDEN.replace('\'', "'\\''")),
+    );
+    deploy(&hidden);
+    wait_for(
+        &vm,
+        &ssh,
+        status,
+        "key_mgmt=WPA2-PSK",
+        "no association with the hidden network",
+    );
+    assert!(ssh(&vm, status).contains("ssid=pideploy test"));
+    wait_for(
+        &vm,
+        &ssh,
+        "/bin/ip -4 addr show wlan0",
+        "inet 192.168.77.50/24",
+        "no static address on wlan0",
+    );
+    assert!(
+        !ssh(&vm, "/bin/ip -4 addr show wlan0").contains("inet 192.168.77.1"),
+        "the old lease stays"
+    );
+    assert_eq!(
+        ssh(
+            &vm,
+            "sudo -n systemctl is-active pideploy-wifi-address pideploy-wifi-dhcp || true"
+        ),
+        "active\ninactive"
+    );
+    assert!(ssh(&vm, "sudo -n ping -c 2 -W 5 -I wlan0 192.168.77.1").contains("2 packets received"));
+    assert!(ssh(&vm, "cat /run/resolv.conf").ends_with("nameserver 192.168.77.1"));
     vm.power_off(&known, &key, "pi");
 }

@@ -18,7 +18,7 @@ const BOOT_ONLY: &[&str] = &["pideploy-boot-log.service", "pideploy-ready.servic
 /// Directories (relative to the package set) where packages ship unit files.
 pub const PACKAGE_UNIT_DIRS: &[&str] = &["lib/systemd/system", "usr/lib/systemd/system"];
 
-/// `UNIT DIGEST [boot]` lines for every unit enabled by a link in `etc` (`systemd/system/*.wants/`,
+/// `UNIT DIGEST [boot|device=DEVICE]` lines for every unit enabled by a link in `etc` (`systemd/system/*.wants/`,
 /// `*.requires/`), sorted. A unit file from a package is found through the package set `sw_phys`
 /// (its physical directory); its digest covers the file and the store path that ships it, so a new
 /// package version restarts its services even when the unit file is the same.
@@ -53,10 +53,17 @@ pub fn unit_list(
         } else {
             package_unit_digest(unit, target, sw_phys, store_phys)?
         };
+        // A unit a device wants (wlan0's Wi-Fi units) runs while that device is there: a switch
+        // starts it only if the device is present (else the device's arrival starts it).
         let flag = if BOOT_ONLY.contains(&unit) {
-            " boot"
+            " boot".to_string()
+        } else if let Some(dev) = dir
+            .strip_suffix(".wants")
+            .filter(|d| d.ends_with(".device"))
+        {
+            format!(" device={dev}")
         } else {
-            ""
+            String::new()
         };
         out.insert(unit.to_string(), format!("{digest}{flag}"));
     }

@@ -341,7 +341,7 @@ if [ -s "$data/wrappers" ] && [ -z "$R" ]; then
     rm -rf /run/wrappers/bin.old
 fi
 
-# Units (activation/units: `UNIT DIGEST [boot]`, the generation's enabled units; the digest covers
+# Units (activation/units: `UNIT DIGEST [boot|device=DEVICE]`, the generation's enabled units; the digest covers
 # the unit file and the package that ships it). The list in effect is recorded first, so a failure
 # below reverts through the previous generation's activation, which compares against it.
 # On a live switch with systemd as PID 1 (sd_booted(3): /run/systemd/system exists), like NixOS's
@@ -380,6 +380,15 @@ for l in $new_lines; do
     # shellcheck disable=SC2086
     set -- $l
     [ "${3:-}" != boot ] || continue
+    # A unit its device wants, on a live switch: only while the device is there (a start would wait
+    # for it, then fail the activation); it starts when the device appears.
+    case "${3:-}" in
+        device=*)
+            if [ "$boot" = 0 ] && [ -z "$R" ] && ! systemctl is-active --quiet "${3#device=}" 2>/dev/null; then
+                echo "pideploy: $1 starts when ${3#device=} appears"
+                continue
+            fi ;;
+    esac
     case "$olds" in
         *"$nl$1 $2$nl"*) ;;
         *"$nl$1 "*) restart="$restart $1" ;;
