@@ -1,6 +1,7 @@
 //! Headless first contact on QEMU, configured only by pi.toml: the clock starts in 2001 (QEMU's RTC
 //! set back) and systemd-timesyncd sets it from an NTP server this test runs on the host; a reboot
-//! with that server gone keeps the time timesyncd saved instead of going back to 2001; the locale
+//! with that server gone keeps the time timesyncd saved instead of going back to 2001; an RTC that
+//! appears sets a clock that is behind it forward (pideploy's udev rule); the locale
 //! (`de_DE.UTF-8`, taken from Debian's precompiled locales) and time zone reach login shells and
 //! services; the console keymap is German; and avahi answers `<hostname>.local` and announces
 //! `_ssh._tcp` to a real DNS client (dig) on the guest's link.
@@ -309,6 +310,32 @@ ssh_authorized_keys = ["{public}"]
     let synced_at = now_secs();
     let guest: u64 = ssh(&vm, "date +%s").parse().unwrap();
     assert!(guest.abs_diff(now_secs()) < 60, "guest clock {guest}");
+    // The synchronised kernel wrote the RTC (RTC_SYSTOHC). With timesyncd stopped and the clock
+    // set back an hour, an RTC appearing (udev "add", as when its driver is a module) sets the
+    // clock forward from it: pideploy's rule starts a service for it, which logs to the kernel log.
+    ssh(
+        &vm,
+        "sudo -n systemctl stop systemd-timesyncd && \
+         sudo -n date -s @$(( $(date +%s) - 3600 )) >/dev/null && \
+         sudo -n udevadm trigger -c add /sys/class/rtc/rtc0",
+    );
+    let start = Instant::now();
+    loop {
+        let guest: u64 = ssh(&vm, "date +%s").parse().unwrap();
+        if guest.abs_diff(now_secs()) < 60 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the clock was not set forward from the RTC: {guest}; {}",
+            ssh(
+                &vm,
+                "sudo -n journalctl -u 'pideploy-rtc-to-clock@*' --no-pager || true"
+            )
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(ssh(&vm, "sudo -n dmesg").contains("pideploy: clock set from rtc0"));
 
     // 2. Locale and time zone for login shells and for services.
     assert_eq!(
@@ -357,6 +384,9 @@ ssh_authorized_keys = ["{public}"]
     assert!(ptr.contains("firstpi._ssh._tcp.local."), "{ptr}");
     let srv = dig(&["firstpi._ssh._tcp.local", "SRV", "+short"]);
     assert!(srv.contains(" 22 firstpi.local."), "{srv}");
+    // AAAA: the card's IPv6 link-local address (the guest has no other IPv6 address).
+    let aaaa = dig(&["firstpi.local", "AAAA", "+short"]);
+    assert!(aaaa.trim().starts_with("fe80::"), "{aaaa}");
 
     // 5. A reboot without the NTP server: the RTC says 2001 again, timesyncd's saved clock wins.
     ntp.stop();
