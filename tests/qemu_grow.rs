@@ -267,7 +267,7 @@ fn gpt_root_grows_to_the_end_of_the_disk_once() {
 fn failed_grow_leaves_a_bootable_system_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let stock = fs::read_to_string(repo().join("boards/qemu-aarch64.toml")).unwrap();
-    let wanted = "\"dropbear-bin\", \"e2fsprogs\", \"systemd\"";
+    let wanted = "\"dropbear-bin\", \"e2fsprogs\", \"kmod\"";
     assert!(
         stock.contains(wanted),
         "boards/qemu-aarch64.toml no longer has the base_packages line this test rewrites"
@@ -275,7 +275,7 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
     let board = dir.path().join("no-e2fsprogs.toml");
     fs::write(
         &board,
-        stock.replace(wanted, "\"dropbear-bin\", \"systemd\""),
+        stock.replace(wanted, "\"dropbear-bin\", \"kmod\""),
     )
     .unwrap();
     let s = setup(board.to_str().unwrap(), "mbr");
