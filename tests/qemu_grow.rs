@@ -273,11 +273,7 @@ fn failed_grow_leaves_a_bootable_system_and_says_so() {
         "boards/qemu-aarch64.toml no longer has the base_packages line this test rewrites"
     );
     let board = dir.path().join("no-e2fsprogs.toml");
-    fs::write(
-        &board,
-        stock.replace(wanted, "\"dropbear-bin\", \"kmod\""),
-    )
-    .unwrap();
+    fs::write(&board, stock.replace(wanted, "\"dropbear-bin\", \"kmod\"")).unwrap();
     let s = setup(board.to_str().unwrap(), "mbr");
     let head_before = first_sector(&s.image);
     let before = partitions(&s.image);
