@@ -283,10 +283,7 @@ ssh_authorized_keys = ["{public}"]
     let ssh = |vm: &Guest, cmd: &str| vm.ssh(&known, &key, "pi", cmd);
 
     // SSH is up before the boot's last start jobs (dbus among them) are done.
-    assert_eq!(
-        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
-        "running"
-    );
+    assert_eq!(vm.system_state(&known, &key, "pi"), "running");
 
     // 1. Time: the clock began in 2001 and timesyncd set it from the host's server.
     assert!(
@@ -401,10 +398,7 @@ ssh_authorized_keys = ["{public}"]
     assert!(vm
         .console()
         .contains("pideploy: clock set forward to the last synchronised time"));
-    assert_eq!(
-        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
-        "running"
-    );
+    assert_eq!(vm.system_state(&known, &key, "pi"), "running");
     assert_eq!(
         ssh(&vm, "timedatectl show -p NTPSynchronized --value"),
         "no"

@@ -139,10 +139,7 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
     assert!(page.contains("hello from nginx on pideploy"), "{page}");
     assert!(page.contains("Server: nginx"), "{page}");
     // SSH is up before the boot's last start jobs are done (chrony may still be starting).
-    assert_eq!(
-        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
-        "running"
-    );
+    assert_eq!(vm.system_state(&known, &key, "pi"), "running");
     assert_eq!(
         ssh(
             &vm,
@@ -195,10 +192,7 @@ fn packages_run_as_services_across_switch_reboot_and_rollback() {
     vm.ssh_detached(&known, &key, "pi", "sudo -n reboot");
     vm.wait_for_nth("PIDEPLOY-READY", 2, Duration::from_secs(200));
     assert!(wait_http(http, true).is_some(), "nginx after a reboot");
-    assert_eq!(
-        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
-        "running"
-    );
+    assert_eq!(vm.system_state(&known, &key, "pi"), "running");
     assert_eq!(
         ssh(
             &vm,

@@ -207,10 +207,7 @@ dns = ["192.168.77.1"]"#;
     vm.wait_for("PIDEPLOY-READY", Duration::from_secs(200));
     let known = vm.known_hosts(w);
     let ssh = |vm: &Guest, cmd: &str| vm.ssh(&known, &key, "pi", cmd);
-    assert_eq!(
-        ssh(&vm, "sudo -n systemctl is-system-running --wait || true"),
-        "running"
-    );
+    assert_eq!(vm.system_state(&known, &key, "pi"), "running");
     assert_eq!(
         ssh(
             &vm,

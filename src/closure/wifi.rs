@@ -9,7 +9,6 @@ use pideploy_config::{Ethernet, HostConfig, Wifi, WifiSecurity};
 use sha2::Digest;
 
 use super::etc::GenFile;
-use crate::shell;
 
 /// Where network `index`'s passphrase lives on the target.
 pub fn psk_path(index: usize) -> String {
@@ -87,26 +86,30 @@ $bb mv -f "$out.tmp" "$out"
 
 /// The address unit: DHCP, or the static address applied by the same script a lease would be.
 fn address_unit(ip: &Ethernet) -> (String, String) {
-    let common = format!(
-        "[Unit]\n\
-         BindsTo={WLAN0_DEVICE}\n\
-         After={WLAN0_DEVICE} pideploy-wifi.service\n\
-         Before=shutdown.target\n\
-         Conflicts=shutdown.target\n\
-         \n\
-         [Service]\n\
-         Environment=METRIC=600\n"
-    );
+    let unit = |description: &str, service: &str| {
+        format!(
+            "[Unit]\n\
+             Description={description}\n\
+             BindsTo={WLAN0_DEVICE}\n\
+             After={WLAN0_DEVICE} pideploy-wifi.service\n\
+             Before=shutdown.target\n\
+             Conflicts=shutdown.target\n\
+             \n\
+             [Service]\n\
+             Environment=METRIC=600\n\
+             {service}\
+             StandardOutput=journal+console\n"
+        )
+    };
     if ip.dhcp {
         (
             "pideploy-wifi-dhcp.service".into(),
-            format!(
-                "{common}ExecStart=/bin/udhcpc -f -i wlan0 -A 5 -s /run/current-system/udhcpc.script\n\
+            unit(
+                "DHCP client on wlan0 (busybox udhcpc)",
+                "ExecStart=/bin/udhcpc -f -i wlan0 -A 5 -s /run/current-system/udhcpc.script\n\
                  Restart=always\n\
-                 RestartSec=1\n\
-                 StandardOutput=journal+console\n"
-            )
-            .replacen("[Unit]\n", "[Unit]\nDescription=DHCP client on wlan0 (busybox udhcpc)\n", 1),
+                 RestartSec=1\n",
+            ),
         )
     } else {
         let address = ip.address.clone().unwrap_or_default();
@@ -125,16 +128,13 @@ fn address_unit(ip: &Ethernet) -> (String, String) {
             .collect();
         (
             "pideploy-wifi-address.service".into(),
-            format!(
-                "{common}{env}Type=oneshot\n\
-                 RemainAfterExit=yes\n\
-                 ExecStart=/run/current-system/udhcpc.script bound\n\
-                 StandardOutput=journal+console\n"
-            )
-            .replacen(
-                "[Unit]\n",
-                "[Unit]\nDescription=Static address on wlan0\n",
-                1,
+            unit(
+                "Static address on wlan0",
+                &format!(
+                    "{env}Type=oneshot\n\
+                     RemainAfterExit=yes\n\
+                     ExecStart=/run/current-system/udhcpc.script bound\n"
+                ),
             ),
         )
     }
@@ -181,11 +181,10 @@ pub fn plan(cfg: &HostConfig, busybox: &str) -> Vec<(String, GenFile)> {
          Conflicts=shutdown.target\n\
          \n\
          [Service]\n\
-         ExecStartPre={} sh /etc/pideploy/wpa-conf\n\
+         ExecStartPre={busybox} sh /etc/pideploy/wpa-conf\n\
          ExecStart=/sbin/wpa_supplicant -i wlan0 -D nl80211 -c /run/pideploy/wpa_supplicant.conf\n\
          Restart=always\n\
-         RestartSec=2\n",
-        shell::quote(busybox)
+         RestartSec=2\n"
     );
     // A switch that changes a passphrase writes it under PSK_DIR (the secret set); wpa_supplicant
     // reads passphrases only at start, so a change there restarts it (systemd.path(5): a directory

@@ -174,6 +174,17 @@ impl Guest {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Waits until systemd has finished starting the boot's units (SSH answers before that) and
+    /// returns the system's state: `running`, or `degraded` when a unit failed.
+    pub fn system_state(&self, known: &Path, key: &Path, user: &str) -> String {
+        self.ssh(
+            known,
+            key,
+            user,
+            "sudo -n systemctl is-system-running --wait || true",
+        )
+    }
+
     /// Runs a command that ends the connection under itself (reboot, poweroff): its status says nothing.
     pub fn ssh_detached(&self, known: &Path, key: &Path, user: &str, cmd: &str) {
         let _ = self
