@@ -148,6 +148,20 @@ best_of() {
 nothing() { :; }
 best_of single nothing
 t_one=$BEST
+# The peer of a first deploy: `rsync -az` of the same store tree into an empty directory over the
+# same sshd (rsync's own delta and zlib compression; no verification, registration or activation).
+rm -rf src-store
+cp -a roots/single/pideploy/store src-store
+rsync_first() {
+    rsync -az --stats -e "ssh -p $first_port -i $work/ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
+        -o UserKnownHostsFile=$work/ssh/known_hosts -o StrictHostKeyChecking=yes" \
+        "$work/src-store/" "root@127.0.0.1:$work/roots/rsync/" > rsync.out
+}
+best_of rsync_first nothing
+t_rsync=$BEST
+rs_sent=$(sed -n 's/^Total bytes sent: *//p' rsync.out | tr -d ',.')
+pd_wire=$(sed -n 's/.*copied [0-9]* store paths ([0-9]* MiB, \([0-9]*\) bytes over the wire).*/\1/p' pd.err)
+rm -rf src-store
 best_of fleet_default check_fleet
 t_def=$BEST
 best_of fleet_all check_fleet
@@ -159,6 +173,8 @@ ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
 printf 'closure: %s MiB sent to each empty root over SSH (sshd on 127.0.0.1); best of %s runs, %s cores\n' \
     $((size >> 10)) "$runs" "$(nproc)"
 printf '%-36s %9s %10s %12s\n' case wall 'x 1 target' 'per target'
+printf 'first deploy, 1 target: pideploy %.2fs (%s bytes sent), rsync -az of the same store %.2fs (%s bytes sent): %s\n' \
+    "$t_one" "${pd_wire:-?}" "$t_rsync" "${rs_sent:-?}" "$(ratio "$t_one" "$t_rsync")"
 printf '%-36s %8.2fs %10s %11.2fs\n' '1 target' "$t_one" 1.00 "$t_one"
 printf '%-36s %8.2fs %10s %11.2fs\n' "$hosts targets, --limit 8 (default)" "$t_def" "$(ratio "$t_def" "$t_one")" \
     "$(echo "$t_def $hosts" | awk '{print $1 / $2}')"

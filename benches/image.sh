@@ -3,6 +3,7 @@
 #   1. `pideploy image -o X.img` for the qemu-aarch64 board's default config, against a shell pipeline
 #      writing the same content with the usual tools (sfdisk, mkfs.vfat + mcopy, mke2fs -d) from the same
 #      staged trees (unpacked from pideploy's image, outside the timing);
+#      and against genimage (Debian package `genimage`, the tool rpi-image-gen uses) on the same trees;
 #   2. `pideploy image -o X.img.xz` against `pideploy image -o X.img` followed by `xz -T0` (same preset 6).
 # Prints the best of RUNS wall-clock times and the ratios.
 #
@@ -90,10 +91,69 @@ dd if="$work/s.img" of=check.part bs=512 skip="$rstart" count="$rsize" status=no
 e2fsck -fn check.part > /dev/null
 rm -f check.part
 
+# genimage (the image tool rpi-image-gen uses), same trees and layout: it copies the root path to
+# its temp dir, then runs mkdosfs + mcopy and mke2fs -d, then assembles the disk image.
+table=$(sfdisk --json "$img" | sed -n 's/.*"label": *"\([a-z]*\)".*/\1/p' | head -n1)
+rm -rf genimage.root
+mkdir -p genimage.root
+cp -a root.tree/. genimage.root/
+mkdir -p genimage.root/boot/firmware
+cp -a boot.tree/. genimage.root/boot/firmware/
+if [ "$table" = gpt ]; then
+    btype='partition-type-uuid = "F"'
+    rtype='partition-type-uuid = "L"'
+    ptt=gpt
+else
+    btype='partition-type = 0xC'
+    rtype='partition-type = 0x83'
+    ptt=mbr
+fi
+cat > genimage.cfg << EOF
+image boot.vfat {
+    vfat { label = "BOOTFS" }
+    mountpoint = "/boot/firmware"
+    size = $((bsize * 512))
+}
+image root.ext4 {
+    ext4 { label = "rootfs" use-mke2fs = true }
+    size = $((rsize * 512))
+}
+image g.img {
+    hdimage { partition-table-type = "$ptt" }
+    size = $total
+    partition boot { $btype image = "boot.vfat" offset = $((bstart * 512)) }
+    partition root { $rtype image = "root.ext4" offset = $((rstart * 512)) }
+}
+EOF
+genimage_run() {
+    rm -rf genimage.tmp genimage.out
+    mkdir genimage.out
+    genimage --config genimage.cfg --rootpath genimage.root --tmppath genimage.tmp \
+        --outputpath genimage.out --inputpath genimage.out > genimage.log 2>&1
+}
+have_genimage=no
+if command -v genimage > /dev/null 2>&1; then
+    have_genimage=yes
+    genimage_run || {
+        cat genimage.log >&2
+        exit 1
+    }
+    dd if=genimage.out/g.img of=check.part bs=512 skip="$rstart" count="$rsize" status=none conv=sparse
+    e2fsck -fn check.part > /dev/null
+    dd if=genimage.out/g.img of=check.part bs=512 skip="$bstart" count="$bsize" status=none conv=sparse
+    fsck.fat -n check.part > /dev/null
+    rm -f check.part
+fi
+
 pideploy_build() { "$pideploy" -q build "$@" > /dev/null; }
 best_of pideploy_build "$@"; t_build=$BEST
 best_of pideploy_img "$@"; t_pideploy=$BEST
 best_of shell_pipeline; t_shell=$BEST
+t_gen=
+if [ "$have_genimage" = yes ]; then
+    best_of genimage_run
+    t_gen=$BEST
+fi
 best_of pideploy_xz "$@"; t_pxz=$BEST
 best_of pideploy_then_xz "$@"; t_xz=$BEST
 s_pxz=$(stat -c %s "$work/p.img.xz")
@@ -107,8 +167,15 @@ printf '    of which pideploy build (closure) %6.2fs\n' "$t_build"
 printf '  sfdisk + mkfs.vfat/mcopy + mke2fs -d %6.2fs\n' "$t_shell"
 printf '  ratio pideploy / shell             %6.2f\n' "$(echo "$t_pideploy $t_shell" | awk '{print $1 / $2}')"
 printf '  ratio (pideploy - build) / shell   %6.2f\n' "$(echo "$t_pideploy $t_build $t_shell" | awk '{print ($1 - $2) / $3}')"
+if [ -n "$t_gen" ]; then
+    printf '  genimage %s (same trees, layout)  %6.2fs\n' "$(genimage --version 2>/dev/null | head -n1)" "$t_gen"
+    printf '  ratio pideploy / genimage          %6.2f\n' "$(echo "$t_pideploy $t_gen" | awk '{print $1 / $2}')"
+else
+    echo "  genimage: not installed (apt-get install genimage), not compared"
+fi
 printf '  pideploy image -o .img.xz          %6.2fs  %s bytes\n' "$t_pxz" "$s_pxz"
 printf '  pideploy -o .img + xz -T0 -6       %6.2fs  %s bytes\n' "$t_xz" "$s_xz"
 printf '  ratio time (pideploy .xz / +xz)    %6.2f\n' "$(echo "$t_pxz $t_xz" | awk '{print $1 / $2}')"
 printf '  ratio size (pideploy .xz / xz)     %6.3f\n' "$(echo "$s_pxz $s_xz" | awk '{print $1 / $2}')"
 rm -f "$work/p.img" "$work/s.img" "$work/x.img.xz" "$work/p.img.xz"
+rm -rf genimage.root genimage.tmp genimage.out

@@ -172,9 +172,99 @@ pub(super) fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Builds the system. Every step is content-addressed, so a second build with the same inputs only
-/// re-hashes generated files and ends with the same toplevel.
+/// Builds the system. Every step is content-addressed, so a build with the same inputs ends with the
+/// same toplevel; a build this executable already made from the same config, board, lock and file
+/// sources is remembered and returned without redoing it (while every path it names is valid).
 pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
+    let key = system_key(inp);
+    if let Some(b) = key.as_ref().and_then(|k| remembered_system(inp.store, k)) {
+        return Ok(b);
+    }
+    let built = build_fresh(inp)?;
+    if let Some(k) = &key {
+        let r = RememberedSystem {
+            toplevel: built.toplevel.base_name(),
+            packages: built
+                .packages
+                .iter()
+                .map(|(n, p)| (n.clone(), p.base_name()))
+                .collect(),
+            kernel: built.kernel.base_name(),
+            initrd: built.initrd.as_ref().map(StorePath::base_name),
+            sw: built.sw.base_name(),
+            etc: built.etc.base_name(),
+            warnings: built.warnings.clone(),
+        };
+        if let Ok(text) = serde_json::to_string(&r) {
+            memo::put_text(inp.store, k, &text);
+        }
+    }
+    Ok(built)
+}
+
+/// A [`BuiltSystem`] as the memo keeps it (store path base names).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RememberedSystem {
+    toplevel: String,
+    packages: BTreeMap<String, String>,
+    kernel: String,
+    initrd: Option<String>,
+    sw: String,
+    etc: String,
+    warnings: Vec<String>,
+}
+
+/// Memo key of a whole build: this executable, and everything the build reads besides the pinned
+/// artifacts (named by sha256 in the lock). None (build without the memo) when a file source cannot
+/// be read: the build then reports that properly.
+fn system_key(inp: &SystemInputs) -> Option<String> {
+    let exe = memo::this_build()?;
+    let mut sources = String::new();
+    for f in &inp.config.files {
+        if let Some(src) = &f.source {
+            let bytes = fs::read(src).ok()?;
+            sources += &format!(
+                "{} {}\n",
+                src.display(),
+                hex::encode(sha2::Sha256::digest(bytes))
+            );
+        }
+    }
+    Some(memo::key(&[
+        "system-1",
+        &exe,
+        &serde_json::to_string(inp.config).ok()?,
+        &serde_json::to_string(inp.board).ok()?,
+        &serde_json::to_string(inp.lock).ok()?,
+        &sources,
+    ]))
+}
+
+fn remembered_system(store: &LocalStore, key: &str) -> Option<BuiltSystem> {
+    let r: RememberedSystem = serde_json::from_str(&memo::get_text(store, key)?).ok()?;
+    let valid = |base: &str| {
+        let p = StorePath::parse(base).ok()?;
+        store.is_valid(&p).then_some(p)
+    };
+    let mut packages = BTreeMap::new();
+    for (n, p) in &r.packages {
+        packages.insert(n.clone(), valid(p)?);
+    }
+    Some(BuiltSystem {
+        toplevel: valid(&r.toplevel)?,
+        packages,
+        kernel: valid(&r.kernel)?,
+        initrd: match &r.initrd {
+            Some(i) => Some(valid(i)?),
+            None => None,
+        },
+        sw: valid(&r.sw)?,
+        etc: valid(&r.etc)?,
+        warnings: r.warnings,
+    })
+}
+
+fn build_fresh(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
     let cfg = inp.config;
     let board = inp.board;
     if inp.lock.board != board.name {
@@ -322,7 +412,7 @@ pub fn build_system(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         .collect();
     let accounts =
         accounts::plan_accounts(&pdata.account_inputs(login)).map_err(BuildError::Config)?;
-    let sw = add_sw(inp.store, &packages, &pdata.alternatives)?;
+    let sw = add_sw_remembered(inp.store, &packages, &pdata.alternatives)?;
     let consoles = if board.boot.login_consoles.is_empty() {
         vec![board
             .qemu
@@ -811,6 +901,30 @@ const WRAPPED: &[&str] = &["usr/bin/sudo"];
 
 /// The package set merged into one FHS tree of links (like NixOS's system-path): the first package
 /// (by name) to provide a path wins; the others are listed in `conflicts`.
+/// [`add_sw`] for the same packages and alternatives is remembered: writing thousands of links only
+/// to find the path already valid is most of a rebuild whose package set did not change.
+fn add_sw_remembered(
+    store: &LocalStore,
+    packages: &BTreeMap<String, StorePath>,
+    alternatives: &[(String, String, String)],
+) -> Result<StorePath, BuildError> {
+    let key = memo::this_build().map(|exe| {
+        let pkgs: Vec<String> = packages
+            .iter()
+            .map(|(n, p)| format!("{n}={}", p.base_name()))
+            .collect();
+        memo::key(&["sw-1", &exe, &pkgs.join(" "), &format!("{alternatives:?}")])
+    });
+    if let Some(p) = key.as_ref().and_then(|k| memo::get(store, k)) {
+        return Ok(p);
+    }
+    let p = add_sw(store, packages, alternatives)?;
+    if let Some(k) = &key {
+        memo::put(store, k, &p);
+    }
+    Ok(p)
+}
+
 fn add_sw(
     store: &LocalStore,
     packages: &BTreeMap<String, StorePath>,

@@ -23,6 +23,39 @@ pub fn key(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Identity of this pideploy executable (device, inode, size, modification time), for memos of steps
+/// whose result depends on much of the builder's code: a rebuilt binary misses them instead of
+/// reusing what older code made. Unknown (no memo) if the executable cannot be looked at.
+pub fn this_build() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(std::env::current_exe().ok()?).ok()?;
+    Some(format!(
+        "{} {} {} {}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+/// Remembered text under `key` (whose validity the caller checks).
+pub fn get_text(store: &LocalStore, key: &str) -> Option<String> {
+    fs::read_to_string(dir(store).join(key)).ok()
+}
+
+/// Records text under `key`, like [`put`].
+pub fn put_text(store: &LocalStore, key: &str, text: &str) {
+    let d = dir(store);
+    if fs::create_dir_all(&d).is_err() {
+        return;
+    }
+    let tmp = d.join(format!(".{key}.{}.tmp", std::process::id()));
+    if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, d.join(key)).is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
 /// The remembered path, if it is still valid.
 pub fn get(store: &LocalStore, key: &str) -> Option<StorePath> {
     let text = fs::read_to_string(dir(store).join(key)).ok()?;
@@ -32,12 +65,5 @@ pub fn get(store: &LocalStore, key: &str) -> Option<StorePath> {
 
 /// Records a result (temp + rename); failing to record only costs time later, so it is not an error.
 pub fn put(store: &LocalStore, key: &str, p: &StorePath) {
-    let d = dir(store);
-    if fs::create_dir_all(&d).is_err() {
-        return;
-    }
-    let tmp = d.join(format!(".{key}.tmp"));
-    if fs::write(&tmp, p.base_name()).is_ok() {
-        let _ = fs::rename(&tmp, d.join(key));
-    }
+    put_text(store, key, &p.base_name());
 }

@@ -9,7 +9,7 @@ pub mod secrets;
 pub mod state;
 pub mod stream;
 
-use std::io::{self, Read, Seek};
+use std::io::{self, Read, Write};
 
 use pideploy_store::{LocalStore, StorePath};
 use pideploy_transport::Transport;
@@ -293,24 +293,79 @@ pub fn copy(
     copy_with_progress(t, a, store, state, closure, &mut |_, _| {})
 }
 
-/// Reports (bytes sent, bytes to send) as the stream goes out.
-struct ProgressReader<'a, R> {
-    inner: R,
+/// The stream as the agent reads it: chunks the producing thread compressed, counted, with
+/// `on(raw bytes packed so far, raw bytes in all)` after each. The producer sends an empty chunk
+/// when it finished well; a channel that closes without it ends the read with an error, so the
+/// target never takes a stream the deployer could not complete for a whole one.
+struct StreamReader<'a> {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: bool,
     sent: u64,
+    packed: &'a std::sync::atomic::AtomicU64,
     total: u64,
     on: &'a mut dyn FnMut(u64, u64),
 }
 
-impl<R: Read> Read for ProgressReader<'_, R> {
+impl Read for StreamReader<'_> {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        let k = self.inner.read(b)?;
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(c) if c.is_empty() => self.done = true,
+                Ok(c) => (self.chunk, self.at) = (c, 0),
+                Err(_) => return Err(io::Error::other("the copy stream could not be completed")),
+            }
+        }
+        let k = b.len().min(self.chunk.len() - self.at);
+        b[..k].copy_from_slice(&self.chunk[self.at..self.at + k]);
+        self.at += k;
         self.sent += k as u64;
-        (self.on)(self.sent, self.total);
+        let packed = self.packed.load(std::sync::atomic::Ordering::Relaxed);
+        (self.on)(packed.min(self.total), self.total);
         Ok(k)
     }
 }
 
-/// [`copy`], calling `on(sent, total)` with the compressed bytes sent so far.
+/// The producing end: compressed bytes in 256 KiB chunks.
+struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 256 << 10;
+
+/// The producer's error when the reading end is gone (the target's own failure says why).
+fn stopped_reading() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the target stopped reading the copy stream",
+    )
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let c = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.send(c).map_err(|_| stopped_reading())
+    }
+}
+
+/// [`copy`], calling `on(packed, total)` with the uncompressed bytes packed so far. Packing,
+/// compressing, sending and the target's unpacking overlap: one thread packs and compresses while
+/// this one sends.
 pub fn copy_with_progress(
     t: &mut dyn Transport,
     a: &AgentCall,
@@ -327,24 +382,64 @@ pub fn copy_with_progress(
     if missing.is_empty() {
         return Ok(report);
     }
-    let mut tmp = tempfile::tempfile()
-        .map_err(|e| DeployError::Local(format!("creating the copy stream: {e}")))?;
-    report.raw_bytes = stream::write_stream(store, &missing, &mut tmp)
-        .map_err(|e| DeployError::Local(format!("building the copy stream: {e}")))?;
-    tmp.rewind()
-        .map_err(|e| DeployError::Local(e.to_string()))?;
-    let total = tmp
-        .metadata()
-        .map_err(|e| DeployError::Local(e.to_string()))?
-        .len();
-    let mut reader = ProgressReader {
-        inner: tmp,
-        sent: 0,
-        total,
-        on,
+    let codec = if state.zstd {
+        stream::Codec::Zstd
+    } else {
+        stream::Codec::Xz
     };
-    call(t, a, "copying store paths", "receive", &[], &mut reader)?;
-    report.wire_bytes = reader.sent;
+    let total: u64 = missing
+        .iter()
+        .map(|p| store.query(p).map(|i| i.nar_size).unwrap_or(0))
+        .sum();
+    let packed = std::sync::atomic::AtomicU64::new(0);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let (sent, made) = std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            let mut w = ChunkWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let raw = stream::write_stream(store, &missing, codec, &mut w, &packed)?;
+            w.flush()?;
+            w.tx.send(Vec::new()).map_err(|_| stopped_reading())?;
+            Ok::<u64, io::Error>(raw)
+        });
+        let mut reader = StreamReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            done: false,
+            sent: 0,
+            packed: &packed,
+            total,
+            on,
+        };
+        let sent = call(
+            t,
+            a,
+            "copying store paths",
+            "receive",
+            &[codec.word().to_string()],
+            &mut reader,
+        )
+        .map(|_| reader.sent);
+        drop(reader);
+        let made = producer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the stream thread panicked")));
+        (sent, made)
+    });
+    // The deployer's own failure explains a cut stream better than the target's complaint; the
+    // target's failure explains why the stream could not be handed over.
+    let local = |e: io::Error| DeployError::Local(format!("building the copy stream: {e}"));
+    let (sent, raw) = match (sent, made) {
+        (Ok(n), Ok(raw)) => (n, raw),
+        (_, Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => return Err(local(e)),
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) => return Err(local(e)),
+    };
+    report.wire_bytes = sent;
+    report.raw_bytes = raw;
     report.sent = missing;
     Ok(report)
 }

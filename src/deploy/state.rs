@@ -23,6 +23,8 @@ pub struct TargetState {
     pub boot_id: Option<String>,
     /// A generation waiting for its confirmation: number and kind (live, test, tryboot).
     pub pending: Option<(u32, String)>,
+    /// The target can decompress zstd (else the stream is xz, which busybox always reads).
+    pub zstd: bool,
 }
 
 impl TargetState {
@@ -57,6 +59,7 @@ impl TargetState {
                         .map_err(|_| format!("bad pending generation in {line:?}"))?;
                     s.pending = Some((n, kind.to_string()));
                 }
+                "codec" => s.zstd |= rest == "zstd",
                 "end" => ended = true,
                 _ => return Err(format!("unexpected query line {line:?}")),
             }

@@ -1,27 +1,49 @@
-//! The copy stream: one xz-compressed tar holding every missing store path, in dependency order,
+//! The copy stream: one compressed tar holding every missing store path, in dependency order,
 //! each with the listing the target checks it against and its registration.
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pideploy_store::{LocalStore, StorePath};
 use sha2::{Digest, Sha256};
 
-/// The listing of a store path tree, in the agent's format (`d`, `l`, `f` lines, sorted bytewise).
-pub fn listing(root: &Path) -> io::Result<String> {
-    let mut entries: Vec<(String, String)> = Vec::new();
-    walk(root, "", &mut entries)?;
-    entries.sort();
-    Ok(entries
-        .into_iter()
-        .map(|(_, l)| l + "\n")
-        .collect::<String>()
-        .trim_end_matches('\n')
-        .to_string())
+/// How the stream is compressed: zstd where the target has it, else xz (busybox's unxz).
+///
+/// Measured on the qemu-aarch64 default closure (243 MiB as tar, one x86 core): zstd level 3
+/// 0.58 s and 66.5 MB, level 1 0.39 s and 73.5 MB; xz level 0 6.5 s and 57 MB; gzip -1 2.4 s
+/// and 80 MB. Level 3 outruns gigabit Ethernet several times over and is the smaller of the fast
+/// two, which matters on Wi-Fi. Decompressing is also ~8x faster than unxz on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd, level 3, with frame checksums.
+    Zstd,
+    /// xz, level 0.
+    Xz,
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) -> io::Result<()> {
+impl Codec {
+    /// The agent's word for it (`receive ROOT CODEC`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zstd",
+            Codec::Xz => "xz",
+        }
+    }
+}
+
+/// The listing of a store path tree, in the agent's format: `d NAME`, `l NAME` and
+/// `f NAME x|- SHA256` lines, sorted bytewise. Link targets are not in it: the target reads them
+/// back only from the tar headers, which travel under SSH's MAC and the codec's checksum.
+pub fn listing(root: &Path) -> io::Result<String> {
+    let mut lines: Vec<String> = Vec::new();
+    walk(root, "", &mut lines)?;
+    lines.sort();
+    Ok(lines.join("\n"))
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     for e in fs::read_dir(dir)? {
         let e = e?;
         let name = e
@@ -40,7 +62,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) -> io::Result
         };
         let meta = fs::symlink_metadata(e.path())?;
         let line = if meta.file_type().is_symlink() {
-            format!("l {rel} {}", fs::read_link(e.path())?.to_string_lossy())
+            format!("l {rel}")
         } else if meta.is_dir() {
             walk(&e.path(), &rel, out)?;
             format!("d {rel}")
@@ -55,7 +77,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) -> io::Result
             io::copy(&mut fs::File::open(e.path())?, &mut HashSink(&mut h))?;
             format!("f {rel} {x} {}", hex::encode(h.finalize()))
         };
-        out.push((rel, line));
+        out.push(line);
     }
     Ok(())
 }
@@ -121,12 +143,43 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) ->
     tar.append_data(&mut h, name, data)
 }
 
-/// Writes the stream for `paths` into `out`; returns the uncompressed byte count.
-pub fn write_stream(store: &LocalStore, paths: &[StorePath], out: impl Write) -> io::Result<u64> {
-    // xz level 0: a 98 MiB closure costs 3.6 CPU-s and 24 MB (level 3: 19.8 CPU-s, 21.5 MB), so
-    // the stream outruns a LAN instead of holding it up, and a fleet's per-Pi streams stay cheap.
-    let xz = xz2::write::XzEncoder::new(out, 0);
-    let counter = Counter { inner: xz, n: 0 };
+/// Writes the stream for `paths` into `out`, adding the uncompressed bytes to `packed` as it goes
+/// (progress); returns the uncompressed byte count.
+pub fn write_stream(
+    store: &LocalStore,
+    paths: &[StorePath],
+    codec: Codec,
+    out: impl Write,
+    packed: &AtomicU64,
+) -> io::Result<u64> {
+    match codec {
+        Codec::Xz => {
+            let mut xz = xz2::write::XzEncoder::new(out, 0);
+            let n = write_tar(store, paths, &mut xz, packed)?;
+            xz.finish()?;
+            Ok(n)
+        }
+        Codec::Zstd => {
+            let mut z = zstd::stream::write::Encoder::new(out, 3)?;
+            z.include_checksum(true)?;
+            let n = write_tar(store, paths, &mut z, packed)?;
+            z.finish()?;
+            Ok(n)
+        }
+    }
+}
+
+fn write_tar(
+    store: &LocalStore,
+    paths: &[StorePath],
+    out: impl Write,
+    packed: &AtomicU64,
+) -> io::Result<u64> {
+    let counter = Counter {
+        inner: out,
+        n: 0,
+        packed,
+    };
     let mut tar = tar::Builder::new(counter);
     let mut dir = tar::Header::new_gnu();
     dir.set_entry_type(tar::EntryType::Directory);
@@ -155,20 +208,21 @@ pub fn write_stream(store: &LocalStore, paths: &[StorePath], out: impl Write) ->
             info.to_text().as_bytes(),
         )?;
     }
-    let counter = tar.into_inner()?;
-    let n = counter.n;
-    counter.inner.finish()?;
-    Ok(n)
+    let mut counter = tar.into_inner()?;
+    counter.flush()?;
+    Ok(counter.n)
 }
 
-struct Counter<W> {
+struct Counter<'a, W> {
     inner: W,
     n: u64,
+    packed: &'a AtomicU64,
 }
-impl<W: Write> Write for Counter<W> {
+impl<W: Write> Write for Counter<'_, W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         let k = self.inner.write(b)?;
         self.n += k as u64;
+        self.packed.fetch_add(k as u64, Ordering::Relaxed);
         Ok(k)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -188,5 +242,98 @@ impl<R: Read> Read for CountingReader<R> {
         let k = self.inner.read(b)?;
         self.n += k as u64;
         Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::process::Command;
+
+    /// The agent's `listing` and `sent_listing` functions, cut out of the script.
+    fn agent_functions() -> String {
+        let agent = crate::deploy::AGENT;
+        let cut = |name: &str| {
+            let start = agent.find(&format!("\n{name}() {{")).unwrap() + 1;
+            let end = start + agent[start..].find("\n}\n").unwrap() + 3;
+            agent[start..end].to_string()
+        };
+        cut("listing") + &cut("sent_listing")
+    }
+
+    /// Runs `listing NAME` and `sent_listing NAME` in `dir` with `sh`, the tools on PATH.
+    fn agent_views(dir: &Path, name: &str, path: Option<&Path>) -> (String, String) {
+        let script = format!(
+            "{}\nset -f\nlisting {name}; echo ---; sent_listing {name}",
+            agent_functions()
+        );
+        let mut cmd = Command::new(path.map_or("sh".into(), |p| p.join("sh")));
+        cmd.arg("-c").arg(script).current_dir(dir);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (got, sent) = text.split_once("---\n").unwrap();
+        (got.trim_end().to_string(), sent.trim_end().to_string())
+    }
+
+    fn tree(dir: &Path, name: &str) {
+        let t = dir.join(name);
+        fs::create_dir_all(t.join("lib/systemd/system")).unwrap();
+        fs::create_dir_all(t.join("empty dir")).unwrap();
+        fs::write(
+            t.join("lib/systemd/system/system-systemd\\x2dcryptsetup.slice"),
+            "[Unit]\n",
+        )
+        .unwrap();
+        fs::write(t.join("plain file"), "data\n").unwrap();
+        fs::write(t.join("run.sh"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(t.join("run.sh"), fs::Permissions::from_mode(0o555)).unwrap();
+        symlink("run.sh", t.join("link to run")).unwrap();
+        symlink("/nowhere", t.join("lib/dangling")).unwrap();
+        fs::create_dir_all(dir.join(".pideploy")).unwrap();
+        fs::write(
+            dir.join(format!(".pideploy/{name}.listing")),
+            listing(&t).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The target's check agrees with what the deployer sends, with the host's tools and with
+    /// busybox's (the Pi's), names with blanks and backslashes included; and it notices a change.
+    #[test]
+    fn agent_listing_matches_the_senders() {
+        let w = tempfile::tempdir().unwrap();
+        let name = "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a-t?ree";
+        tree(w.path(), name);
+        let bb = w.path().join("bb");
+        fs::create_dir(&bb).unwrap();
+        for tool in ["sh", "find", "sed", "awk", "sort", "sha256sum", "cat"] {
+            symlink("/usr/bin/busybox", bb.join(tool))
+                .or_else(|_| symlink("/bin/busybox", bb.join(tool)))
+                .unwrap();
+        }
+        for path in [None, Some(bb.as_path())] {
+            let (got, sent) = agent_views(w.path(), name, path);
+            assert_eq!(got, sent, "tools: {path:?}");
+            assert!(
+                got.contains("l ")
+                    && got.contains("\\x2dcryptsetup.slice - ")
+                    && got.contains(" x ")
+            );
+        }
+        // One byte changed, or the execute bit dropped: no longer the same.
+        let f = w.path().join(name).join("plain file");
+        fs::write(&f, "dat4\n").unwrap();
+        let (got, sent) = agent_views(w.path(), name, None);
+        assert_ne!(got, sent);
+        fs::write(&f, "data\n").unwrap();
+        let x = w.path().join(name).join("run.sh");
+        fs::set_permissions(&x, fs::Permissions::from_mode(0o444)).unwrap();
+        let (got, sent) = agent_views(w.path(), name, Some(&bb));
+        assert_ne!(got, sent);
     }
 }

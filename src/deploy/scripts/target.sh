@@ -326,44 +326,58 @@ prune() { # keep|age VALUE NOW
             rm -rf "$d"
         done
     fi
-    # Reachability over the registrations' `ref` lines, from the remaining toplevels + the running system.
+    # Reachability over the registrations' `ref` lines, from the remaining toplevels + the running
+    # system: one awk over every registration (a process per path made a switch's commit slow).
     work=$P/var/gc.$$
     rm -rf "$work"; mkdir -p "$work"
-    : > "$work/live"
     for l in "$prof"/system-*-link; do
         if [ -L "$l" ]; then readlink "$l"; fi
-    done > "$work/todo"
-    if [ -n "$running" ]; then echo "$running" >> "$work/todo"; fi
-    while [ -s "$work/todo" ]; do
-        : > "$work/next"
-        while IFS= read -r pt; do
-            b=${pt#/pideploy/store/}
-            if grep -qxF "$b" "$work/live"; then continue; fi
-            echo "$b" >> "$work/live"
-            if [ -f "$db/$b" ]; then sed -n 's/^ref //p' "$db/$b" >> "$work/next"; fi
-        done < "$work/todo"
-        mv -f "$work/next" "$work/todo"
-    done
+    done > "$work/roots"
+    if [ -n "$running" ]; then echo "$running" >> "$work/roots"; fi
+    : > "$work/dead"
+    if [ -d "$db" ] && [ -n "$(ls -A "$db")" ]; then
+        find "$db" -mindepth 1 -maxdepth 1 -type f | awk -v roots="$work/roots" '
+            { files[++n] = $0 }
+            END {
+                while ((getline r < roots) > 0) { sub(/^\/pideploy\/store\//, "", r); todo[++t] = r }
+                for (i = 1; i <= n; i++) {
+                    b = files[i]; sub(/.*\//, "", b); valid[b] = 1
+                    while ((getline line < files[i]) > 0)
+                        if (line ~ /^ref /) { refs[b] = refs[b] " " substr(line, 5) }
+                    close(files[i])
+                }
+                while (t > 0) {
+                    b = todo[t--]
+                    if (b in live) continue
+                    live[b] = 1
+                    k = split(refs[b], rs, " ")
+                    for (j = 1; j <= k; j++) { r = rs[j]; sub(/^\/pideploy\/store\//, "", r); if (!(r in live)) todo[++t] = r }
+                }
+                for (b in valid) if (!(b in live)) print b
+            }' | sort > "$work/dead"
+    fi
+    # Registrations first (one sync), then the trees: a path is never valid with partial contents.
     freed=0
-    for f in "$db"/*; do
-        [ -f "$f" ] || continue
-        b=${f##*/}
-        if grep -qxF "$b" "$work/live"; then continue; fi
+    while IFS= read -r b; do
         bytes=0
         if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
             kb=$(du -sk "$store/$b" | cut -f1)
             bytes=$((kb * 1024))
         fi
-        rm -f "$f"
-        sync
+        echo "$bytes" > "$work/bytes-$b"
+        rm -f "$db/$b"
+    done < "$work/dead"
+    [ ! -s "$work/dead" ] || sync
+    while IFS= read -r b; do
         if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
             [ -L "$store/$b" ] || chmod -R u+w "$store/$b"
             rm -rf "$store/${b:?}"
         fi
+        bytes=$(cat "$work/bytes-$b")
         freed=$((freed + bytes))
         echo "removed-path $b $bytes"
-    done
-    sync
+    done < "$work/dead"
+    [ ! -s "$work/dead" ] || sync
     rm -rf "$work"
     echo "freed $freed"
 }
@@ -457,17 +471,40 @@ reboot_with() { # ARG
 
 # Listing of a tree in the form the deployer computes from its own store path: one line per entry,
 # sorted bytewise: "d PATH", "l PATH TARGET", "f PATH X|- SHA256".
+# The listing of the trees NAME... (relative to the working directory) in the deployer's format
+# (src/deploy/stream.rs) with each name prefixed by its tree's: `d NAME`, `l NAME`,
+# `f NAME x|- SHA256`, sorted bytewise. A handful of processes however many trees and files (one
+# per entry cost seconds per thousand files): names and types from find, the execute bit from
+# -perm, the contents from batched sha256sum. GNU sha256sum writes a name holding a backslash
+# escaped, after a leading backslash (systemd's unit names have them); busybox writes it as is.
 listing() {
-    (cd "$1" && find . -mindepth 1 | sed 's|^\./||' | sort | while IFS= read -r p; do
-        if [ -L "$p" ]; then
-            printf 'l %s %s\n' "$p" "$(readlink "$p")"
-        elif [ -d "$p" ]; then
-            printf 'd %s\n' "$p"
-        else
-            if [ -x "$p" ]; then x=x; else x=-; fi
-            printf 'f %s %s %s\n' "$p" "$x" "$(sha256sum < "$p" | cut -d' ' -f1)"
-        fi
-    done)
+    {
+        find "$@" -mindepth 1 -type d | sed 's|^|d |'
+        find "$@" -mindepth 1 -type l | sed 's|^|l |'
+        find "$@" -mindepth 1 ! -type d ! -type l ! -type f | sed 's|^|? |'
+        find "$@" -mindepth 1 -type f -perm -100 | sed 's|^|x |'
+        find "$@" -mindepth 1 -type f -exec sha256sum {} + < /dev/null | sed 's|^|h |'
+    } | awk '
+        $1 == "x" { x[substr($0, 3)] = 1; next }
+        $1 == "h" {
+            l = substr($0, 3)
+            esc = substr(l, 1, 1) == "\\"
+            if (esc) l = substr(l, 2)
+            name = substr(l, 67)
+            if (esc) { gsub(/\\\\/, "\001", name); gsub(/\001/, "\\", name) }
+            print "f " name " " (name in x ? "x" : "-") " " substr(l, 1, 64)
+            next
+        }
+        { print }' | LC_ALL=C sort
+}
+
+# What the deployer says it sent for the trees NAME... (their .pideploy/NAME.listing), in the form
+# `listing NAME...` prints.
+sent_listing() {
+    for l_b in "$@"; do
+        sed "s|^\([dlf]\) |\1 $l_b/|" ".pideploy/$l_b.listing"
+        echo
+    done | sed '/^$/d' | LC_ALL=C sort
 }
 
 # A directory root (`--target local:DIR`, `--root DIR`) may be a card tree someone else made, and
@@ -490,7 +527,7 @@ case "$op" in query|generations|describe|doctor) ;; *) tree_guard ;; esac
 case "$op" in
 query)
     # One round trip: valid paths, generations, default, running system, lock holder, root= of the default entry.
-    [ -d "$db" ] && for f in "$db"/*; do [ -e "$f" ] && echo "have $(basename "$f")"; done
+    [ -d "$db" ] && for f in "$db"/*; do [ -e "$f" ] && echo "have ${f##*/}"; done
     if [ -d "$prof" ]; then
         for l in "$prof"/system-*-link; do
             [ -L "$l" ] || continue
@@ -508,37 +545,70 @@ query)
         [ -z "$r" ] || echo "rootarg $r"
     fi
     [ -r /proc/sys/kernel/random/boot_id ] && [ -z "$root" ] && echo "bootid $(cat /proc/sys/kernel/random/boot_id)"
+    if command -v zstd > /dev/null 2>&1; then echo "codec zstd"; fi
     echo "end" ;;
 
 receive)
-    # stdin: xz-compressed tar of <base>/... trees plus .pideploy/<base>.listing and .pideploy/<base>.reg
+    # receive ROOT [zstd|xz]; stdin: compressed tar of <base>/... trees plus .pideploy/<base>.listing
+    # and .pideploy/<base>.reg
     mkdir -p "$store" "$db"
-    for d in "$store"/.incoming-*; do
-        [ -d "$d" ] || continue
-        pid=${d##*-}
-        kill -0 "$pid" 2>/dev/null || { chmod -R u+w "$d"; rm -rf "$d"; }
-    done
+    # Leftovers of receivers that are gone: before, and again after this one (a killed receiver's
+    # decompressor and tar can outlive it by a moment and still be writing at the first pass).
+    clean_incoming() {
+        for d in "$store"/.incoming-*; do
+            [ -d "$d" ] || continue
+            pid=${d##*-}
+            [ "$pid" != $$ ] || continue
+            kill -0 "$pid" 2>/dev/null || { chmod -R u+w "$d" 2>/dev/null; rm -rf "$d" 2>/dev/null; }
+        done
+        true
+    }
+    clean_incoming
     in=$store/.incoming-$$
     mkdir "$in"
     trap 'chmod -R u+w "$in" 2>/dev/null; rm -rf "$in"' EXIT
-    if ! err=$( { unxz | tar -x -C "$in"; } 2>&1 ); then
+    case "${1:-xz}" in
+    zstd) unpack() { zstd -dcq; } ;;
+    xz) unpack() { unxz; } ;;
+    *) die "receive: unknown codec $1" ;;
+    esac
+    # The pipeline's status is tar's: the decompressor's failure is caught by a marker line.
+    ok=
+    err=$( { { unpack || echo "pideploy: decompressing failed" >&2; } | tar -x -C "$in"; } 2>&1 ) && ok=1
+    case "$err" in *"pideploy: decompressing failed"*) ok= ;; esac
+    if [ -z "$ok" ]; then
         case "$err" in
         *"No space left"*|*"Disk quota"*)
             chmod -R u+w "$in" 2>/dev/null; rm -rf "$in"
             die "the target's disk is full ($(df -k "$store" | awk 'NR == 2 { print int($4 / 1024) }') MiB free under $store); nothing was registered: free space (pideploy gc --target ...) and deploy again" ;;
-        *) die "the stream was cut or is corrupt ($(echo "$err" | tail -n 1)); nothing was registered (run the deploy again)" ;;
+        *) die "the stream was cut or is corrupt ($(echo "$err" | grep -v '^pideploy: decompressing failed$' | tail -n 1)); nothing was registered (run the deploy again)" ;;
         esac
     fi
     n=0
+    # Every tree against its listing, all at once; on a difference, tree by tree to name it.
+    bases=
     for reg in "$in"/.pideploy/*.reg; do
         [ -e "$reg" ] || continue
-        base=$(basename "$reg" .reg)
-        [ "$(listing "$in/$base")" = "$(cat "$in/.pideploy/$base.listing")" ] \
+        base=${reg##*/}; base=${base%.reg}
+        [ -d "$in/$base" ] && [ ! -L "$in/$base" ] && [ -f "$in/.pideploy/$base.listing" ] \
             || die "$base does not match what was sent; nothing of it was registered"
+        bases="$bases $base"
     done
+    if [ -n "$bases" ]; then
+        # Split on blanks, never globbed: store path names have no blanks, but may hold '?'.
+        # shellcheck disable=SC2086
+        if [ "$(cd "$in" && set -f && listing $bases)" != "$(cd "$in" && set -f && sent_listing $bases)" ]; then
+            set -f
+            for base in $bases; do
+                [ "$(cd "$in" && listing "$base")" = "$(cd "$in" && sent_listing "$base")" ] \
+                    || die "$base does not match what was sent; nothing of it was registered"
+            done
+            die "the stream does not match what was sent; nothing of it was registered"
+        fi
+    fi
     for reg in "$in"/.pideploy/*.reg; do
         [ -e "$reg" ] || continue
-        base=$(basename "$reg" .reg)
+        base=${reg##*/}; base=${base%.reg}
         if [ -f "$db/$base" ] && [ -e "$store/$base" ]; then continue; fi
         if [ -e "$store/$base" ]; then chmod -R u+w "$store/$base"; rm -rf "$store/$base"; fi
         sync
@@ -548,6 +618,7 @@ receive)
         n=$((n + 1))
     done
     sync
+    clean_incoming
     echo "registered $n" ;;
 
 switch)
@@ -678,13 +749,14 @@ wait)
     t=$(pending_get timeout)
     put_holder "$(pending_get deployer) (waiting for the confirmation of generation $n)" "$$"
     trap 'rm -rf "$P/var/lock"' EXIT
+    # Polled in tenths of a second (counted, not read from a clock that timesyncd may step): the
+    # deployer waits for this answer, so a one-second poll was most of a small switch's time.
     i=0
     verdict=
     while :; do
         if [ -f "$P/var/confirm-$n" ]; then verdict=$(cat "$P/var/confirm-$n"); break; fi
-        [ "$i" -lt "$t" ] || break
-        sleep 1
-        i=$((i + 1))
+        [ "$i" -lt "$((t * 10))" ] || break
+        if sleep 0.1 2>/dev/null; then i=$((i + 1)); else sleep 1; i=$((i + 10)); fi
     done
     case "$verdict" in
     commit) commit ;;
@@ -703,7 +775,7 @@ confirm)
     if [ -d "$P/var/lock" ] && lock_alive; then
         echo "$verdict" > "$P/var/.confirm-$n.tmp"; mv -f "$P/var/.confirm-$n.tmp" "$P/var/confirm-$n"
         i=0
-        while [ ! -f "$P/var/outcome-$n" ] && [ $i -lt 120 ]; do sleep 0.5 2>/dev/null || sleep 1; i=$((i + 1)); done
+        while [ ! -f "$P/var/outcome-$n" ] && [ $i -lt 600 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
         [ -f "$P/var/outcome-$n" ] || die "the waiter did not answer about generation $n"
     else
         lock "confirmation of generation $n"
