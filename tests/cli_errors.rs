@@ -131,7 +131,7 @@ fn missing_artifact_names_it_and_both_ways_to_get_it() {
         format!(
             r#"version = 1
 board = "qemu-aarch64"
-roots = ["avahi-daemon", "base-passwd", "bash", "busybox-static", "dbus", "dosfstools", "dropbear-bin", "e2fsprogs", "kmod", "linux-image-arm64", "systemd", "systemd-sysv", "systemd-timesyncd", "udev", "util-linux"]
+roots = ["avahi-daemon", "base-passwd", "bash", "busybox-static", "dbus", "dosfstools", "dropbear-bin", "e2fsprogs", "kmod", "linux-image-arm64", "systemd", "systemd-sysv", "systemd-timesyncd", "udev", "util-linux", "zstd"]
 
 [[package]]
 name = "busybox-static"
