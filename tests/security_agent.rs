@@ -385,6 +385,23 @@ fn secrets_follow_their_generation() {
     run(&mut env.switch(&v1));
     assert_eq!(fs::read_to_string(&tok).unwrap(), "secret-v1");
 
+    // The same system with only the secret's content changed: the target already runs it, but not
+    // with this set (the query's digest differs), so the switch still puts the new secret in place;
+    // unchanged once more, the query alone settles it and nothing is written.
+    let v1b = env.config("v1b", &secret(target, "t", "pi"), &[("t", "secret-v1b")]);
+    let err = text(&run(&mut env.switch(&v1b)).stderr);
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(fs::read_to_string(&tok).unwrap(), "secret-v1b");
+    let before = fs::metadata(&tok).unwrap().modified().unwrap();
+    let err = text(&run(&mut env.switch(&v1b)).stderr);
+    assert!(
+        err.contains("nothing changed") && !err.contains("wrote"),
+        "{err}"
+    );
+    assert_eq!(fs::metadata(&tok).unwrap().modified().unwrap(), before);
+    run(&mut env.switch(&v1));
+    assert_eq!(fs::read_to_string(&tok).unwrap(), "secret-v1");
+
     // v2 fails its health checks: reverted by the target, v1's secret is back.
     let v2 = env.config(
         "v2",

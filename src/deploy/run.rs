@@ -213,6 +213,28 @@ pub fn deploy(
         });
     }
     on(Event::Connected);
+    // The secret set travels with the switch, which puts it in place under the lock.
+    let bundle = secrets::bundle(job.config)?;
+    // Already the running default, same secrets: the query was the only round trip needed.
+    if job.mode == Mode::Switch
+        && state.pending.is_none()
+        && state.runs_as_default(&job.toplevel.absolute())
+        && state.secrets.as_deref() == Some(bundle.digest.as_str())
+        && super::state::to_send(&state, job.closure).is_empty()
+    {
+        let copy = super::CopyReport {
+            skipped: job.closure.len(),
+            ..Default::default()
+        };
+        on(Event::Copied(copy.clone()));
+        return Ok(Outcome {
+            activation: Activation::Unchanged,
+            copy,
+            secrets: 0,
+            pruned: Vec::new(),
+            rebooted: false,
+        });
+    }
     let missing = super::state::to_send(&state, job.closure).len();
     on(Event::Copying { paths: missing });
     let report = copy_with_progress(
@@ -224,8 +246,7 @@ pub fn deploy(
         &mut |s, n| on(Event::Sending { sent: s, total: n }),
     )?;
     on(Event::Copied(report.clone()));
-    // The secret set travels with the switch, which puts it in place under the lock.
-    let (bundle, secrets) = secrets::bundle(job.config)?;
+    let secrets = bundle.count;
 
     // A live Pi (not a directory root) whose boot entry changes boots it once before committing it.
     let live = state.boot_id.is_some();
@@ -245,7 +266,7 @@ pub fn deploy(
         message: job.message,
         rootarg: &rootarg,
         keep: job.config.generations_to_keep,
-        secrets: Some(&bundle),
+        secrets: Some(&bundle.tar),
     };
     // Magic rollback guards live activations (`boot` activates nothing; a plain `--reboot`
     // commits first). With tryboot the target's boot-time waiter uses the same timeout.

@@ -22,10 +22,22 @@ fn ids(config: &HostConfig) -> BTreeMap<String, u32> {
     m
 }
 
+/// A generation's secret set, packed for the agent.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The tar `switch` reads on stdin.
+    pub tar: Vec<u8>,
+    /// How many secrets it holds.
+    pub count: usize,
+    /// sha256 of the set (the tar before its `digest` member): the agent keeps it with the set,
+    /// root-only, and `query` reports the one in place, so an unchanged switch needs no second call.
+    pub digest: String,
+}
+
 /// The config's secret set as the agent's `switch` reads it: a tar holding `list` (one
-/// `INDEX MODE UID GID TARGET` line per secret) and the contents as files `0`, `1`, ... (root,
-/// 0400). Returns the tar and how many secrets it holds.
-pub fn bundle(config: &HostConfig) -> Result<(Vec<u8>, usize), DeployError> {
+/// `INDEX MODE UID GID TARGET` line per secret), the contents as files `0`, `1`, ... (root,
+/// 0400), and `digest`.
+pub fn bundle(config: &HostConfig) -> Result<Bundle, DeployError> {
     let ids = ids(config);
     let mut list = String::new();
     let mut tar = tar::Builder::new(Vec::new());
@@ -70,10 +82,19 @@ pub fn bundle(config: &HostConfig) -> Result<(Vec<u8>, usize), DeployError> {
         count += 1;
     }
     add(&mut tar, "list", list.as_bytes())?;
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(tar.get_ref()))
+    };
+    add(&mut tar, "digest", digest.as_bytes())?;
     let out = tar
         .into_inner()
         .map_err(|e| DeployError::Local(format!("packing the secrets: {e}")))?;
-    Ok((out, count))
+    Ok(Bundle {
+        tar: out,
+        count,
+        digest,
+    })
 }
 
 /// The Wi-Fi passphrases of the config, read from their `psk_file`s, with the path each goes to

@@ -25,6 +25,8 @@ pub struct TargetState {
     pub pending: Option<(u32, String)>,
     /// The target can decompress zstd (else the stream is xz, which busybox always reads).
     pub zstd: bool,
+    /// Digest of the secret set in place ([`super::secrets::Bundle::digest`]).
+    pub secrets: Option<String>,
 }
 
 impl TargetState {
@@ -60,6 +62,7 @@ impl TargetState {
                     s.pending = Some((n, kind.to_string()));
                 }
                 "codec" => s.zstd |= rest == "zstd",
+                "secrets" => s.secrets = Some(rest.to_string()),
                 "end" => ended = true,
                 _ => return Err(format!("unexpected query line {line:?}")),
             }
@@ -68,6 +71,14 @@ impl TargetState {
             return Err("the target's answer was cut short".into());
         }
         Ok(s)
+    }
+
+    /// Whether `top` is both the default generation and the running system.
+    pub fn runs_as_default(&self, top: &str) -> bool {
+        let default_top = self
+            .default_generation()
+            .and_then(|n| self.generations.get(&n));
+        self.current.as_deref() == Some(top) && default_top.map(String::as_str) == Some(top)
     }
 
     /// Number of the default generation.

@@ -180,6 +180,18 @@ pub fn debugfs_script(paths: &[String], owners: &[OwnerOverride], timestamp: u64
     s
 }
 
+/// The debugfs script for the owner overrides alone (`uid`/`gid` of each path); every other
+/// inode's owner and times are pinned directly in the inode tables (`inode_pin`).
+pub fn owner_script(owners: &[OwnerOverride]) -> String {
+    let mut s = String::new();
+    for o in owners {
+        let q = debugfs_quote(&normalise(&o.path));
+        s.push_str(&format!("set_inode_field {q} uid {}\n", o.uid));
+        s.push_str(&format!("set_inode_field {q} gid {}\n", o.gid));
+    }
+    s
+}
+
 /// `"/home/pi/"` and `"home/pi"` both mean `"/home/pi"`.
 fn normalise(path: &str) -> String {
     let trimmed = path.trim_matches('/');

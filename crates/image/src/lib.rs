@@ -7,6 +7,7 @@
 mod error;
 mod ext4;
 mod ids;
+mod inode_pin;
 mod plan;
 mod reader;
 mod spec;

@@ -7,7 +7,8 @@ use std::path::Path;
 use pideploy_fat32::FatBuilder;
 
 use crate::error::{mib_ceil, ImageError};
-use crate::ext4::{debugfs_script, fix_root, make_root, root_inode_paths};
+use crate::ext4::{fix_root, make_root, owner_script, root_inode_paths};
+use crate::inode_pin::pin_inodes;
 use crate::plan::ImagePlan;
 use crate::spec::ImageSpec;
 use crate::table::write_table;
@@ -106,12 +107,27 @@ fn write_into(
 
     let inodes = paths.len() as u64;
     progress(Stage::Fixup, 0, inodes);
-    fix_root(
-        plan,
-        out,
-        debugfs_script(&paths, &spec.root_owners, spec.timestamp),
-        spec.timestamp,
-    )?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(out)
+        .map_err(ImageError::io(ctx("opening")))?;
+    let pinned = pin_inodes(&file, plan.root.start_bytes(), spec.timestamp)?;
+    // At most one inode per staged path (fewer where mke2fs made hard links), lost+found and the
+    // root included: more would mean these were not the tables mke2fs just wrote.
+    if pinned == 0 || pinned > inodes {
+        return Err(ImageError::Io {
+            context: ctx("pinning owners and times in"),
+            source: std::io::Error::other(format!(
+                "{pinned} inodes in use, but the staged tree has {inodes} paths"
+            )),
+        });
+    }
+    file.sync_all().map_err(ImageError::io(ctx("flushing")))?;
+    drop(file);
+    if !spec.root_owners.is_empty() {
+        fix_root(plan, out, owner_script(&spec.root_owners), spec.timestamp)?;
+    }
     progress(Stage::Fixup, inodes, inodes);
     Ok(())
 }
