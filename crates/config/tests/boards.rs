@@ -121,7 +121,8 @@ fn qemu_board_loads() {
             "systemd",
             "systemd-sysv",
             "udev",
-            "util-linux"
+            "util-linux",
+            "zstd"
         ]
     );
     let qemu = board.qemu.as_ref().unwrap();

@@ -192,14 +192,23 @@ fn matches_apts_own_solution() {
             .args(roots.map(|r| format!("{r}:arm64"))),
         HINT,
     );
-    // "Inst libc6:arm64 (2.36-9+deb12u14 Debian:12.15/oldstable [arm64])"
+    // "Inst libc6:arm64 (2.36-9+deb12u14 Debian:12.15/oldstable [arm64])". Only arm64 lines: to
+    // install a Multi-Arch: same package apt also upgrades the host's amd64 copy to the same
+    // version ("Inst zlib1g [1:1.2.13.dfsg-1] (1:1.2.13.dfsg-1+deb12u1 … [amd64])"), which is
+    // about this machine, not the Pi's package set.
     let apts: BTreeSet<String> = String::from_utf8(sim)
         .unwrap()
         .lines()
+        .filter(|l| l.contains("[arm64])"))
         .filter_map(|l| l.strip_prefix("Inst "))
         .map(|l| {
             let (name, rest) = l.split_once(' ').unwrap();
             let name = name.split(':').next().unwrap();
+            // An upgrade names the installed version in brackets first.
+            let rest = match rest.strip_prefix('[') {
+                Some(r) => r.split_once("] ").map_or(r, |(_, after)| after),
+                None => rest,
+            };
             let version = rest.trim_start_matches('(').split(' ').next().unwrap();
             format!("{name}={version}")
         })
