@@ -419,7 +419,11 @@ activate() { # TOPLEVEL
 }
 
 outcome() { # N TEXT
-    echo "$2" > "$P/var/.outcome-$1.tmp"; mv -f "$P/var/.outcome-$1.tmp" "$P/var/outcome-$1"
+    echo "$2" > "$P/var/.outcome-$1.tmp"
+    # The waiter hands the lock back before it answers: the deployer, told at once, may start the
+    # next deploy at once, and must not find the lock still held by a waiter about to exit.
+    if [ -n "${waiter:-}" ]; then rm -rf "$P/var/lock"; trap - EXIT; fi
+    mv -f "$P/var/.outcome-$1.tmp" "$P/var/outcome-$1"
 }
 
 # Confirmed: what the pending kind still lacks becomes permanent.
@@ -447,9 +451,9 @@ revert() { # WHY
     live|test) if [ -n "$prev" ]; then activate "$prev" || true; fi ;;
     esac
     [ "$kind" = test ] || drop_gen "$n"
-    outcome "$n" "reverted $n: $1"
     rm -f "$P/var/pending"
     sync
+    outcome "$n" "reverted $n: $1"
     echo "pideploy: generation $n reverted: $1"
     if [ "$kind" = tryboot ] && [ -z "$root" ]; then reboot_with ""; fi
 }
@@ -753,6 +757,7 @@ wait)
     t=$(pending_get timeout)
     put_holder "$(pending_get deployer) (waiting for the confirmation of generation $n)" "$$"
     trap 'rm -rf "$P/var/lock"' EXIT
+    waiter=1
     # Polled in tenths of a second (counted, not read from a clock that timesyncd may step): the
     # deployer waits for this answer, so a one-second poll was most of a small switch's time.
     i=0
