@@ -215,12 +215,13 @@ pub fn deploy(
     on(Event::Connected);
     // The secret set travels with the switch, which puts it in place under the lock.
     let bundle = secrets::bundle(job.config)?;
+    let missing = super::state::to_send(&state, job.closure).len();
     // Already the running default, same secrets: the query was the only round trip needed.
     if job.mode == Mode::Switch
         && state.pending.is_none()
         && state.runs_as_default(&job.toplevel.absolute())
         && state.secrets.as_deref() == Some(bundle.digest.as_str())
-        && super::state::to_send(&state, job.closure).is_empty()
+        && missing == 0
     {
         let copy = super::CopyReport {
             skipped: job.closure.len(),
@@ -235,7 +236,6 @@ pub fn deploy(
             rebooted: false,
         });
     }
-    let missing = super::state::to_send(&state, job.closure).len();
     on(Event::Copying { paths: missing });
     let report = copy_with_progress(
         t.as_mut(),
