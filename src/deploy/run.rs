@@ -319,7 +319,7 @@ pub fn deploy(
     // Magic rollback: health and confirmation over a new connection.
     on(Event::Confirming(n));
     drop(t);
-    let mut t2 = match c.connect() {
+    let mut t2 = match reconnect(c, Duration::from_secs(magic), Duration::from_secs(1)) {
         Ok(t2) => t2,
         Err(e) => {
             return Err(DeployError::Unconfirmed {
@@ -336,6 +336,25 @@ pub fn deploy(
         _ => Activation::Generation(n),
     };
     Ok(outcome)
+}
+
+/// The connection for the confirmation, tried again while the target still waits for it:
+/// activation may have restarted the network or sshd, and a busy target can miss one handshake.
+/// No try starts in the window's last two pauses (a confirmation that arrives after the target
+/// reverted is only told so, which `finish` reports).
+fn reconnect(
+    c: &dyn Connect,
+    window: Duration,
+    pause: Duration,
+) -> Result<Box<dyn Transport>, DeployError> {
+    let start = Instant::now();
+    loop {
+        match c.connect() {
+            Ok(t) => return Ok(t),
+            Err(e) if start.elapsed() + pause * 2 >= window => return Err(e),
+            Err(_) => std::thread::sleep(pause),
+        }
+    }
 }
 
 /// Health checks, then commit (or revert when they fail) generation N on the target; returns
@@ -384,4 +403,61 @@ pub fn reboot(t: &mut dyn Transport, a: &AgentCall, arg: &str) -> Result<(), Dep
         &mut io::empty(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pideploy_transport::LocalTransport;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Refuses the first `refusals` connections, then connects locally.
+    struct Flaky {
+        refusals: u32,
+        tries: AtomicU32,
+    }
+
+    impl Connect for Flaky {
+        fn connect(&self) -> Result<Box<dyn Transport>, DeployError> {
+            if self.tries.fetch_add(1, Ordering::SeqCst) < self.refusals {
+                return Err(DeployError::Local("connection refused".into()));
+            }
+            Ok(Box::new(LocalTransport::new()))
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    #[test]
+    fn the_confirmation_connection_is_tried_again_inside_the_window() {
+        let pause = Duration::from_millis(10);
+        let c = Flaky {
+            refusals: 3,
+            tries: AtomicU32::new(0),
+        };
+        assert!(reconnect(&c, Duration::from_secs(5), pause).is_ok());
+        assert_eq!(c.tries.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn no_try_starts_when_the_window_is_nearly_over() {
+        let pause = Duration::from_millis(20);
+        let c = Flaky {
+            refusals: u32::MAX,
+            tries: AtomicU32::new(0),
+        };
+        let start = Instant::now();
+        let err = reconnect(&c, Duration::from_millis(200), pause)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("connection refused"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        let tries = c.tries.load(Ordering::SeqCst);
+        assert!((2..=9).contains(&tries), "{tries} tries");
+    }
 }
