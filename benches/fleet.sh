@@ -9,9 +9,12 @@
 #   sh benches/fleet.sh                    # HOSTS=20 RUNS=2, release binary (built if missing)
 #   PIDEPLOY=path/to/pideploy HOSTS=10 RUNS=3 sh benches/fleet.sh
 #
-# Needs what the tests need (.ci/install-deps.sh) plus openssh-server and openssh-client.
+# Needs what the tests need (.ci/install-deps.sh) plus openssh-server, openssh-client, rsync and
+# GNU time (/usr/bin/time, Debian package `time`).
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/benches/bench-user.sh"
+bench_user
 hosts=${HOSTS:-20}
 runs=${RUNS:-2}
 work=${BENCH_DIR:-$repo/target/bench-fleet}
@@ -35,7 +38,7 @@ rm -rf ssh roots
 mkdir -p ssh roots /run/sshd
 chmod 700 ssh
 ssh-keygen -q -t ed25519 -N '' -C bench@pideploy -f ssh/id_ed25519
-cp ssh/id_ed25519.pub ssh/authorized_keys
+bench_key ssh/id_ed25519.pub
 : > ssh/known_hosts
 port=22300
 i=1
@@ -47,8 +50,8 @@ while [ "$i" -le "$hosts" ]; do
 Port $port
 ListenAddress 127.0.0.1
 HostKey $work/ssh/host_$i
-AuthorizedKeysFile $work/ssh/authorized_keys
-PermitRootLogin prohibit-password
+AuthorizedKeysFile .ssh/authorized_keys
+PermitRootLogin no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
@@ -66,7 +69,7 @@ done
 for p in $ports; do
     n=0
     until ssh -p "$p" -i ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
-        -o UserKnownHostsFile="$work/ssh/known_hosts" -o StrictHostKeyChecking=yes root@127.0.0.1 true 2> /dev/null; do
+        -o UserKnownHostsFile="$work/ssh/known_hosts" -o StrictHostKeyChecking=yes "$BENCH_USER@127.0.0.1" true 2> /dev/null; do
         n=$((n + 1))
         if [ "$n" -gt 50 ]; then
             echo "sshd did not come up on 127.0.0.1:$p (see $work/ssh/sshd.log)" >&2
@@ -94,7 +97,7 @@ top=$("$pideploy" -q build -c a/pi.toml --lock a/pideploy.lock)
     printf '[defaults]\nconfig = "a/pi.toml"\nidentity = ["ssh/id_ed25519"]\nknown_hosts = "ssh/known_hosts"\n\n'
     i=1
     for p in $ports; do
-        printf '[[host]]\nname = "t%02d"\ntarget = "root@127.0.0.1:%s"\nroot = "%s/roots/t%02d"\n\n' "$i" "$p" "$work" "$i"
+        printf '[[host]]\nname = "t%02d"\ntarget = "%s@127.0.0.1:%s"\nroot = "%s/roots/t%02d"\n\n' "$i" "$BENCH_USER" "$p" "$work" "$i"
         i=$((i + 1))
     done
 } > hosts.toml
@@ -109,13 +112,20 @@ fresh_roots() {
         i=$((i + 1))
     done
 }
+# cpu_of FILE CMD...: CMD, with the user+system CPU seconds of pideploy itself (not of the sshd,
+# sudo and agents acting as targets on this same machine) written to FILE.
+cpu_of() {
+    f=$1
+    shift
+    /usr/bin/time -f '%U %S' -o "$f" "$@"
+}
 single() {
-    "$pideploy" switch -c a/pi.toml --lock a/pideploy.lock --target "root@127.0.0.1:$first_port" \
+    cpu_of cpu.single "$pideploy" switch -c a/pi.toml --lock a/pideploy.lock --target "$BENCH_USER@127.0.0.1:$first_port" \
         -i ssh/id_ed25519 --known-hosts ssh/known_hosts --root "$work/roots/single" > /dev/null 2> pd.err
     grep -q 'generation 1 is active and the default' pd.err
 }
 fleet_default() { "$pideploy" switch --hosts hosts.toml > fleet.out 2> pd.err; }
-fleet_all() { "$pideploy" switch --hosts hosts.toml --limit "$hosts" > fleet.out 2> pd.err; }
+fleet_all() { cpu_of cpu.fleet "$pideploy" switch --hosts hosts.toml --limit "$hosts" > fleet.out 2> pd.err; }
 # Every root holds generation 1 of the one closure.
 check_fleet() {
     [ "$(grep -c ' switched ' fleet.out)" -eq "$hosts" ] || {
@@ -153,9 +163,9 @@ t_one=$BEST
 rm -rf src-store
 cp -a roots/single/pideploy/store src-store
 rsync_first() {
-    rsync -az --stats -e "ssh -p $first_port -i $work/ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
+    rsync -az --stats --rsync-path='sudo rsync' -e "ssh -p $first_port -i $work/ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
         -o UserKnownHostsFile=$work/ssh/known_hosts -o StrictHostKeyChecking=yes" \
-        "$work/src-store/" "root@127.0.0.1:$work/roots/rsync/" > rsync.out
+        "$work/src-store/" "$BENCH_USER@127.0.0.1:$work/roots/rsync/" > rsync.out
 }
 best_of rsync_first nothing
 t_rsync=$BEST
@@ -180,4 +190,10 @@ printf '%-36s %8.2fs %10s %11.2fs\n' "$hosts targets, --limit 8 (default)" "$t_d
     "$(echo "$t_def $hosts" | awk '{print $1 / $2}')"
 printf '%-36s %8.2fs %10s %11.2fs\n' "$hosts targets, --limit $hosts" "$t_all" "$(ratio "$t_all" "$t_one")" \
     "$(echo "$t_all $hosts" | awk '{print $1 / $2}')"
+cpu_one=$(awk '{print $1 + $2}' cpu.single)
+cpu_all=$(awk '{print $1 + $2}' cpu.fleet)
+# On a real fleet every Pi unpacks on its own CPU and disk; here all the targets share this
+# machine's 2 cores, so the deployer's own CPU is the part of the wall time that is pideploy's.
+printf '  deployer CPU (pideploy alone, last run): 1 target %.2fs, %s targets %.2fs: %.3fs per further target\n' \
+    "$cpu_one" "$hosts" "$cpu_all" "$(echo "$cpu_one $cpu_all $hosts" | awk '{print ($2 - $1) / ($3 - 1)}')"
 printf '  one after another would be about %.1fs (%s x 1 target)\n' "$(echo "$t_one $hosts" | awk '{print $1 * $2}')" "$hosts"

@@ -156,7 +156,7 @@ fn cut_copy_registers_nothing_and_a_rerun_completes() {
         );
         add(&format!("{base}/hello"), b"forged\n", 0o444);
         add(
-            &format!(".pideploy/{base}.reg"),
+            &format!(".pideploy/reg/{base}"),
             format!("path {base}\n").as_bytes(),
             0o644,
         );
@@ -178,6 +178,56 @@ fn cut_copy_registers_nothing_and_a_rerun_completes() {
         .unwrap();
     assert_ne!(code, 0);
     assert!(String::from_utf8_lossy(&errb).contains("does not match what was sent"));
+    assert!(valid(&fresh).is_empty());
+    assert!(!fresh.join("pideploy/store").join(base).exists());
+    assert!(leftovers(&fresh).is_empty());
+
+    // A registration that is a link (here to a root-only file) is refused, not followed or moved.
+    let mut raw = Vec::new();
+    {
+        let mut tar = tar::Builder::new(&mut raw);
+        use sha2::Digest;
+        let listing = format!("f hello - {:x}", sha2::Sha256::digest(b"hello\n"));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(listing.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(
+            &mut h,
+            format!(".pideploy/{base}.listing"),
+            listing.as_bytes(),
+        )
+        .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(6);
+        h.set_mode(0o444);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, format!("{base}/hello"), &b"hello\n"[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        tar.append_link(&mut h, format!(".pideploy/reg/{base}"), "/etc/shadow")
+            .unwrap();
+        tar.finish().unwrap();
+    }
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&raw).unwrap();
+    let (mut out, mut errb) = (Vec::new(), Vec::new());
+    let code = t
+        .exec(
+            &call2.argv("receive", &[]),
+            &mut io::Cursor::new(xz.finish().unwrap()),
+            &mut out,
+            &mut errb,
+        )
+        .unwrap();
+    assert_ne!(code, 0, "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&errb).contains("does not match what was sent"),
+        "{}",
+        String::from_utf8_lossy(&errb)
+    );
     assert!(valid(&fresh).is_empty());
     assert!(!fresh.join("pideploy/store").join(base).exists());
     assert!(leftovers(&fresh).is_empty());

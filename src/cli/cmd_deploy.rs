@@ -186,6 +186,7 @@ pub fn deploy(ui: &Ui, g: &Global, a: DeployArgs, mode: Mode) -> CmdResult {
         confirm_timeout: settings.confirm_timeout,
         boot_change: settings.boot_change,
         boot_timeout: settings.boot_timeout,
+        streams: None,
     };
     let who = connector.describe();
     let mut bar = None;

@@ -16,6 +16,7 @@ use super::cmd_build::build_for;
 use super::conn::{ConnOpts, Connector};
 use super::{error_line, CmdResult, Context, Global, Target, Ui};
 use crate::deploy::run::{self, BootChange, Event, Job, Outcome};
+use crate::deploy::shared::SharedStreams;
 use crate::deploy::{Activation, DeployError, Mode};
 use crate::fleet::plan::{first_duplicate, group_by};
 use crate::fleet::summary::{table, totals};
@@ -55,6 +56,7 @@ impl Settings {
             confirm_timeout: self.confirm_timeout,
             boot_change: self.boot_change,
             boot_timeout: self.boot_timeout,
+            streams: built.streams.as_ref(),
         }
     }
 }
@@ -80,6 +82,8 @@ pub struct Built {
     toplevel: StorePath,
     closure: Vec<StorePath>,
     ctx: Context,
+    /// With more than one host running it: each set of missing paths is compressed once.
+    streams: Option<SharedStreams>,
 }
 
 /// One host to deploy to.
@@ -379,11 +383,22 @@ fn build_all(ui: &Ui, g: &Global, members: &[Member]) -> Res<(Vec<Arc<Built>>, V
         for &i in &idx {
             built_for[i] = builds.len();
         }
+        let streams = if idx.len() > 1 {
+            Some(SharedStreams::new().map_err(|e| {
+                format!(
+                    "a temporary directory for the copy streams of {}: {e}",
+                    hosts()
+                )
+            })?)
+        } else {
+            None
+        };
         builds.push(Arc::new(Built {
             config: loaded.config,
             toplevel: built.toplevel,
             closure,
             ctx,
+            streams,
         }));
     }
     Ok((builds, built_for))

@@ -6,8 +6,11 @@ pub mod diff;
 pub mod gc;
 pub mod run;
 pub mod secrets;
+pub mod shared;
 pub mod state;
 pub mod stream;
+#[cfg(test)]
+mod wake_tests;
 
 use std::io::{self, Read, Write};
 
@@ -290,7 +293,7 @@ pub fn copy(
     state: &TargetState,
     closure: &[StorePath],
 ) -> Result<CopyReport, DeployError> {
-    copy_with_progress(t, a, store, state, closure, &mut |_, _| {})
+    copy_with_progress(t, a, store, state, closure, None, &mut |_, _| {})
 }
 
 /// The stream as the agent reads it: chunks the producing thread compressed, counted, with
@@ -372,6 +375,7 @@ pub fn copy_with_progress(
     store: &LocalStore,
     state: &TargetState,
     closure: &[StorePath],
+    shared: Option<&shared::SharedStreams>,
     on: &mut dyn FnMut(u64, u64),
 ) -> Result<CopyReport, DeployError> {
     let missing = state::to_send(state, closure);
@@ -391,6 +395,26 @@ pub fn copy_with_progress(
         .iter()
         .map(|p| store.query(p).map(|i| i.nar_size).unwrap_or(0))
         .sum();
+    if let Some(shared) = shared {
+        let made = shared
+            .get(store, &missing, codec)
+            .map_err(|e| DeployError::Local(format!("building the copy stream: {e}")))?;
+        let raw = made.raw;
+        let mut reader = shared::MadeReader::open(made, total, on)
+            .map_err(|e| DeployError::Local(format!("reading the copy stream: {e}")))?;
+        call(
+            t,
+            a,
+            "copying store paths",
+            "receive",
+            &[codec.word().to_string()],
+            &mut reader,
+        )?;
+        report.wire_bytes = reader.sent();
+        report.raw_bytes = raw;
+        report.sent = missing;
+        return Ok(report);
+    }
     let packed = std::sync::atomic::AtomicU64::new(0);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
     let (sent, made) = std::thread::scope(|s| {

@@ -10,6 +10,7 @@ use pideploy_config::{Health, HostConfig};
 use pideploy_store::{LocalStore, StorePath};
 use pideploy_transport::{shell_join, Transport};
 
+use super::shared::SharedStreams;
 use super::{
     call, copy_with_progress, describe, describe_local, query, secrets, switch_with, Activation,
     AgentCall, CopyReport, DeployError, Mode, SwitchRequest, TargetState,
@@ -60,6 +61,8 @@ pub struct Job<'a> {
     pub boot_change: BootChange,
     /// How long to wait for a rebooted target to come back.
     pub boot_timeout: Duration,
+    /// Copy streams shared with the other targets of a fleet run (`None`: compressed while sent).
+    pub streams: Option<&'a SharedStreams>,
 }
 
 /// Progress of one deploy.
@@ -243,6 +246,7 @@ pub fn deploy(
         job.store,
         &state,
         job.closure,
+        job.streams,
         &mut |s, n| on(Event::Sending { sent: s, total: n }),
     )?;
     on(Event::Copied(report.clone()));

@@ -187,6 +187,7 @@ fn write_tar(
     dir.set_size(0);
     dir.set_mtime(1);
     tar.append_data(&mut dir, ".pideploy/", io::empty())?;
+    tar.append_data(&mut dir, ".pideploy/reg/", io::empty())?;
     for p in paths {
         let phys = store.physical(p);
         if !fs::symlink_metadata(&phys)?.is_dir() {
@@ -204,7 +205,7 @@ fn write_tar(
         append_tree(&mut tar, &phys, &base)?;
         append_bytes(
             &mut tar,
-            &format!(".pideploy/{base}.reg"),
+            &format!(".pideploy/reg/{base}"),
             info.to_text().as_bytes(),
         )?;
     }

@@ -382,6 +382,31 @@ prune() { # keep|age VALUE NOW
     echo "freed $freed"
 }
 
+# One tick of a poll that a trapped signal cuts short: `wait` for a background sleep returns at
+# once when a trapped signal arrives (POSIX), a sleep in the foreground would run to its end.
+# Succeeds when the tick ran out, fails when it was cut short. `tick`: tenths of a second it lasts
+# (a whole second where sleep takes no fractions).
+nap() {
+    if [ -z "${n_tick:-}" ]; then
+        if sleep 0.01 2>/dev/null; then n_tick=0.1; tick=1; else n_tick=1; tick=10; fi
+    fi
+    sleep "$n_tick" &
+    n_pid=$!
+    wait "$n_pid" && return 0
+    kill "$n_pid" 2>/dev/null || true
+    return 1
+}
+
+# wake PID OP: USR1 to the agent process PID running OP (`wait` or `confirm`), which naps until
+# it. Checked by its command line first: a PID that was reused by anything else is left alone
+# (USR1 would end most programs).
+wake() {
+    [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] || return 0
+    case " $(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null) " in
+    *" $self $2 "*) kill -USR1 "$1" 2>/dev/null || true ;;
+    esac
+}
+
 # Starts the waiter, detached from this session (a dropped connection cannot kill it), and hands
 # it the lock.
 start_waiter() { # N
@@ -422,7 +447,7 @@ outcome() { # N TEXT
     echo "$2" > "$P/var/.outcome-$1.tmp"
     # The waiter hands the lock back before it answers: the deployer, told at once, may start the
     # next deploy at once, and must not find the lock still held by a waiter about to exit.
-    if [ -n "${waiter:-}" ]; then rm -rf "$P/var/lock"; trap - EXIT; fi
+    if [ -n "${waiter:-}" ]; then rm -rf "$P/var/lock" "$P/var/waiter-ready.$$"; trap - EXIT; fi
     mv -f "$P/var/.outcome-$1.tmp" "$P/var/outcome-$1"
 }
 
@@ -558,7 +583,7 @@ query)
 
 receive)
     # receive ROOT [zstd|xz]; stdin: compressed tar of <base>/... trees plus .pideploy/<base>.listing
-    # and .pideploy/<base>.reg
+    # and .pideploy/reg/<base>
     mkdir -p "$store" "$db"
     # Leftovers of receivers that are gone: before, and again after this one (a killed receiver's
     # decompressor and tar can outlive it by a moment and still be writing at the first pass).
@@ -595,10 +620,10 @@ receive)
     n=0
     # Every tree against its listing, all at once; on a difference, tree by tree to name it.
     bases=
-    for reg in "$in"/.pideploy/*.reg; do
+    for reg in "$in"/.pideploy/reg/*; do
         [ -e "$reg" ] || continue
-        base=${reg##*/}; base=${base%.reg}
-        [ -d "$in/$base" ] && [ ! -L "$in/$base" ] && [ -f "$in/.pideploy/$base.listing" ] \
+        base=${reg##*/}
+        [ -f "$reg" ] && [ ! -L "$reg" ] && [ -d "$in/$base" ] && [ ! -L "$in/$base" ] && [ -f "$in/.pideploy/$base.listing" ] \
             || die "$base does not match what was sent; nothing of it was registered"
         bases="$bases $base"
     done
@@ -614,18 +639,27 @@ receive)
             die "the stream does not match what was sent; nothing of it was registered"
         fi
     fi
-    for reg in "$in"/.pideploy/*.reg; do
-        [ -e "$reg" ] || continue
-        base=${reg##*/}; base=${base%.reg}
+    # Paths registered meanwhile are left as they are; a tree without its registration (an
+    # interrupted receive) is replaced. Then one sync makes every new tree durable before the
+    # renames publish them, and one more the registrations: a few processes for any number of
+    # paths, where a process per path cost seconds on a first deploy.
+    set -f
+    new=
+    for base in $bases; do
         if [ -f "$db/$base" ] && [ -e "$store/$base" ]; then continue; fi
         if [ -e "$store/$base" ]; then chmod -R u+w "$store/$base"; rm -rf "$store/$base"; fi
-        sync
-        mv "$in/$base" "$store/$base"
-        cp "$reg" "$db/.$base.tmp"
-        mv -f "$db/.$base.tmp" "$db/$base"
+        new="$new $base"
         n=$((n + 1))
     done
-    sync
+    if [ -n "$new" ]; then
+        sync
+        # shellcheck disable=SC2086
+        (cd "$in" && mv $new "$store/") || die "could not move the received paths into $store"
+        # shellcheck disable=SC2086
+        (cd "$in/.pideploy/reg" && mv -f $new "$db/") || die "could not register the received paths in $db"
+        sync
+    fi
+    set +f
     clean_incoming
     echo "registered $n" ;;
 
@@ -669,7 +703,7 @@ switch)
     sec=${PIDEPLOY_SECRETS:-}
     lock "$deployer"
     [ ! -f "$P/var/pending" ] || die "generation $(pending_get generation) is still waiting for its confirmation; try again when it is committed or reverted (pideploy generations)"
-    rm -f "$P"/var/outcome-* "$P"/var/confirm-*
+    rm -f "$P"/var/outcome-* "$P"/var/confirm-* "$P"/var/waiter-ready.*
     base=${top#/pideploy/store/}
     [ -f "$db/$base" ] || die "$top is not valid on the target (copy it first)"
     entry_check "$top"
@@ -753,25 +787,32 @@ switch)
 wait)
     # wait ROOT N: the detached waiter. Commits on "commit", reverts on "revert" or at the timeout.
     n=$1
+    # The confirmation wakes this with USR1 (a tick of a tenth of a second, counted rather than read
+    # from a clock that timesyncd may step, covers a signal between the look and the nap). Until
+    # this trap is set USR1 would end the waiter, so `confirm` sends it only once the ready file
+    # below exists.
+    trap : USR1
     [ "$(pending_get generation)" = "$n" ] || die "generation $n is not pending"
     t=$(pending_get timeout)
     put_holder "$(pending_get deployer) (waiting for the confirmation of generation $n)" "$$"
-    trap 'rm -rf "$P/var/lock"' EXIT
+    trap 'rm -rf "$P/var/lock" "$P/var/waiter-ready.$$"' EXIT
     waiter=1
-    # Polled in tenths of a second (counted, not read from a clock that timesyncd may step): the
-    # deployer waits for this answer, so a one-second poll was most of a small switch's time.
+    : > "$P/var/waiter-ready.$$"
     i=0
     verdict=
     while :; do
-        if [ -f "$P/var/confirm-$n" ]; then verdict=$(cat "$P/var/confirm-$n"); break; fi
+        if [ -f "$P/var/confirm-$n" ]; then verdict=$(sed -n 1p "$P/var/confirm-$n"); break; fi
         [ "$i" -lt "$((t * 10))" ] || break
-        if sleep 0.1 2>/dev/null; then i=$((i + 1)); else sleep 1; i=$((i + 10)); fi
+        nap && i=$((i + tick))
     done
+    # The confirmation's end waits for the outcome: woken the same way.
+    c_pid=$(sed -n 's/^pid //p' "$P/var/confirm-$n" 2>/dev/null || true)
     case "$verdict" in
     commit) commit ;;
     revert) revert "the deployer asked for it" ;;
     *) revert "no confirmation within $t s" ;;
-    esac ;;
+    esac
+    [ -z "$c_pid" ] || wake "$c_pid" confirm ;;
 
 confirm)
     # confirm ROOT N commit|revert: hands the verdict to the waiter (or applies it when none runs).
@@ -782,9 +823,13 @@ confirm)
         die "generation $n is not waiting for a confirmation (see pideploy generations)"
     fi
     if [ -d "$P/var/lock" ] && lock_alive; then
-        echo "$verdict" > "$P/var/.confirm-$n.tmp"; mv -f "$P/var/.confirm-$n.tmp" "$P/var/confirm-$n"
+        trap : USR1
+        printf '%s\npid %s\n' "$verdict" "$$" > "$P/var/.confirm-$n.tmp"
+        mv -f "$P/var/.confirm-$n.tmp" "$P/var/confirm-$n"
+        w_pid=$(sed -n 's/^pid \([0-9]*\) boot .*/\1/p' "$P/var/lock/holder" 2>/dev/null || true)
+        [ -z "$w_pid" ] || [ ! -f "$P/var/waiter-ready.$w_pid" ] || wake "$w_pid" wait
         i=0
-        while [ ! -f "$P/var/outcome-$n" ] && [ $i -lt 600 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+        while [ ! -f "$P/var/outcome-$n" ] && [ $i -lt 600 ]; do nap && i=$((i + tick)); done
         [ -f "$P/var/outcome-$n" ] || die "the waiter did not answer about generation $n"
     else
         lock "confirmation of generation $n"
