@@ -32,6 +32,7 @@ update-ca-certificates ca-certificates  the real update-ca-certificates is compa
 systemd-analyze systemd              systemd-analyze verify and systemd --test check the unit files pideploy writes
 ip iproute2                          tests/qemu_first_contact.rs moves the second card of the guest into a network namespace
 dig bind9-dnsutils                   the DNS client that asks avahi on the guest for <hostname>.local over mDNS
+shellcheck shellcheck                tests/scripts_lint.rs checks every shell script of the project
 '
 need=
 for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do

@@ -10,4 +10,3 @@ pub mod deploy;
 pub mod doctor;
 pub mod fleet;
 pub mod image_build;
-pub mod shell;

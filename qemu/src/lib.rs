@@ -10,7 +10,6 @@
 #![deny(missing_docs)]
 
 pub mod boot_source;
-pub mod cpio;
 pub mod firmware;
 pub mod harness;
 mod image_source;

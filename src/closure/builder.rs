@@ -12,7 +12,6 @@ use pideploy_store::{LocalStore, StorePath, STORE_DIR};
 use sha2::Digest;
 
 use super::accounts::{self, LoginUser};
-use super::cpio::{write_newc, CpioEntry};
 use super::error::{io, BuildError};
 use super::etc::{self, EtcContext, GenFile};
 use super::farm::FarmTree;
@@ -20,6 +19,7 @@ use super::{
     enabled, glob, l10n, memo, modules, package_data, package_etc, template::render, triggers,
     unit_enable,
 };
+use pideploy_image::cpio::{write_newc, CpioEntry};
 
 /// Everything the builder reads.
 pub struct SystemInputs<'a> {

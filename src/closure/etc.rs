@@ -8,7 +8,7 @@ use super::accounts::Accounts;
 use super::system_units;
 use super::time_sync;
 use super::wifi;
-use crate::shell;
+use pideploy_transport::shell_quote;
 
 /// One generated file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
         GenFile::text(
             format!("export PATH=/run/wrappers/bin:/run/current-system/sw/sbin:/run/current-system/sw/bin:/run/current-system/sw/usr/sbin:/run/current-system/sw/usr/bin:/run/busybox\n\
              export PS1='\\u@\\h:\\w\\$ '\n[ -r /etc/TZ ] && export TZ=\"$(cat /etc/TZ)\"\n{lang}",
-             lang = cfg.locale.as_ref().map(|l| format!("export LANG={}\n", shell::quote(l))).unwrap_or_default()),
+             lang = cfg.locale.as_ref().map(|l| format!("export LANG={}\n", shell_quote(l))).unwrap_or_default()),
         ),
     );
     if let Some(l) = &cfg.locale {
@@ -255,7 +255,7 @@ pub fn plan(cfg: &HostConfig, ctx: &EtcContext) -> Result<EtcPlan, String> {
     env.sort();
     let env: String = env
         .iter()
-        .map(|(k, v)| format!("{k}={}\n", shell::quote(v)))
+        .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
         .collect();
     e.insert("pideploy/system.env".into(), GenFile::text(env));
 

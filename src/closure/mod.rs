@@ -8,7 +8,6 @@
 pub mod accounts;
 mod builder;
 pub mod ca_bundle;
-pub mod cpio;
 mod enabled;
 mod error;
 pub mod etc;

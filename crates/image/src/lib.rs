@@ -4,6 +4,7 @@
 //! ([`ImageReader`], [`read_table`]) that looks inside an image without root or loop devices.
 #![deny(missing_docs)]
 
+pub mod cpio;
 mod error;
 mod ext4;
 mod ids;

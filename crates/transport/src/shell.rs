@@ -76,4 +76,33 @@ mod tests {
         assert_eq!(shell_quote("A=b"), "'A=b'");
         assert_eq!(shell_quote("~root"), "'~root'");
     }
+
+    /// A real shell hands every argument back byte for byte.
+    #[test]
+    fn sh_splits_the_line_back_into_the_argv() {
+        let args = v(&[
+            "simple",
+            "two words",
+            "it's",
+            "$(echo pwned)",
+            "back\\slash",
+            "new\nline",
+            "*",
+            "",
+            "--flag=va lue",
+            "NAME=value",
+            "~root",
+        ]);
+        let script = format!(
+            "for a in {}; do printf '[%s]' \"$a\"; done",
+            shell_join(&args)
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let expected: String = args.iter().map(|a| format!("[{a}]")).collect();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use pideploy_qemu::cpio::Newc;
+use pideploy_image::cpio::{write_newc, CpioEntry};
 
 /// Serialises the downloads of the test threads of one binary.
 static FETCH: Mutex<()> = Mutex::new(());
@@ -108,23 +108,45 @@ pub fn busybox() -> PathBuf {
     )
 }
 
-/// An initramfs with busybox, `/dev/console`, `/init` = `init_script` and extra files.
+/// An initramfs with busybox, `/dev/console`, `/init` = `init_script` and extra files (0755, in
+/// `bin/`, `etc/` or the top).
 pub fn initramfs(init_script: &str, extra: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut a = Newc::new();
-    a.file("bin/busybox", fs::read(busybox()).unwrap(), 0o755)
-        .symlink("bin/sh", "busybox")
-        .char_device("dev/console", 5, 1)
-        .dir("proc")
-        .dir("sys")
-        .file(
+    let dir = |path: &str| CpioEntry::Dir {
+        path: path.into(),
+        mode: 0o755,
+    };
+    let file = |path: &str, data: Vec<u8>| CpioEntry::File {
+        path: path.into(),
+        mode: 0o755,
+        data,
+    };
+    let mut entries = vec![
+        dir("bin"),
+        dir("dev"),
+        dir("etc"),
+        dir("proc"),
+        dir("sys"),
+        file("bin/busybox", fs::read(busybox()).unwrap()),
+        CpioEntry::Symlink {
+            path: "bin/sh".into(),
+            target: "busybox".into(),
+        },
+        CpioEntry::CharDev {
+            path: "dev/console".into(),
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+        file(
             "init",
-            format!("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n{init_script}"),
-            0o755,
-        );
+            format!("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n{init_script}")
+                .into_bytes(),
+        ),
+    ];
     for (path, data) in extra {
-        a.file(path, data.clone(), 0o755);
+        entries.push(file(path, data.clone()));
     }
-    a.to_bytes()
+    write_newc(&entries).unwrap()
 }
 
 /// A static aarch64 program that calls `reboot(LINUX_REBOOT_CMD_RESTART2, arg)`, the syscall

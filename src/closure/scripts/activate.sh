@@ -255,6 +255,7 @@ for l in $etc_lines; do
             # On the live root, a link that already reaches this generation's file is left without
             # a readlink fork per link (the image builder lays gen 1's links down; every boot checks
             # them all). Under --root, /etc/static would resolve on this machine: compared exactly.
+            # shellcheck disable=SC3013 # -ef: busybox ash and dash (the shells this runs in) have it
             if [ -z "$R" ] && [ -L "$name" ] && [ "$name" -ef "$etc_store/$path" ]; then
                 :
             elif [ "$(readlink -- "$name" 2>/dev/null)" != "/etc/static/$path" ]; then
@@ -349,7 +350,7 @@ fi
 # rest left alone. `boot` units (the boot tasks' log, the readiness marker) run at boot only.
 # Compared in the shell ("NAME DIGEST" lines between newlines), not with a process per unit.
 old_units=$Rp/pideploy/var/units
-stop= restart= start= olds=$nl news=$nl
+stop='' restart='' start='' olds=$nl news=$nl
 old_lines=
 [ ! -f "$old_units" ] || old_lines=$(cat -- "$old_units")
 new_lines=$(cat -- "$data/units")

@@ -50,9 +50,11 @@ partuuid() {
         lba=$(od -An -tu8 -j 584 -N 8 "/dev/$disk" | tr -d ' ')
         esz=$(od -An -tu4 -j 596 -N 4 "/dev/$disk" | tr -d ' ')
         g=$(hexbytes "/dev/$disk" $((lba * 512 + (n - 1) * esz + 16)) 16)
+        # shellcheck disable=SC2046 # one positional parameter per byte, by design
         set -- $(echo "$g" | sed 's/../& /g')
         echo "$4$3$2$1-$6$5-$8$7-$9${10}-${11}${12}${13}${14}${15}${16}"
     else
+        # shellcheck disable=SC2046 # one positional parameter per byte, by design
         set -- $(hexbytes "/dev/$disk" 440 4 | sed 's/../& /g')
         printf '%s%s%s%s-%02x\n' "$4" "$3" "$2" "$1" "$n"
     fi
@@ -87,5 +89,6 @@ mount -t ext4 -o rw "$dev" /newroot || fail "cannot mount $dev as ext4"
 [ -x "/newroot$init" ] || fail "generation init $init is missing on $dev"
 umount /proc /sys
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+# shellcheck disable=SC2093 # exec returns only when switch_root could not start
 exec switch_root /newroot "$init"
 fail "switch_root to $init failed"

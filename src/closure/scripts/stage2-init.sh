@@ -85,5 +85,6 @@ echo "pideploy: activating $sys"
 "$sys/boot-tasks" || echo "pideploy: warning: the boot tasks failed (their lines are above)"
 systemd=$sys/sw/lib/systemd/systemd
 [ -x "$systemd" ] || fail "this generation has no systemd ($systemd)"
+# shellcheck disable=SC2093 # exec returns only when systemd could not start
 exec "$systemd"
 fail "cannot start systemd"

@@ -2,6 +2,7 @@
 # busybox udhcpc event script: applies a DHCP lease to the interface. The unit may set METRIC for the
 # default route (wlan0 600, so a wired default route, metric 0, wins while both are up), and the
 # name servers of every interface are merged, eth0's first. The static wlan0 unit calls it too.
+# shellcheck disable=SC2154 # interface, ip, router, dns, ...: udhcpc sets them for this script
 resolv() {
     mkdir -p /run/pideploy/resolv.d
     : > "/run/pideploy/resolv.d/$interface.tmp"

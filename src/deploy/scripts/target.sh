@@ -39,7 +39,7 @@ resolve() { # TOPLEVEL REL -> physical path
 entry_check() { # TOPLEVEL
     [ -n "$root" ] && [ -f "$root$1/boot/entry" ] || return 0
     c_store="$(cd -P "$root" && pwd -P)/pideploy/store/"
-    while read -r c_dest c_src; do
+    while read -r _ c_src; do
         c_f=$(resolve "$1" "$c_src")
         case "$(cd -P "$(dirname "$c_f")" 2>/dev/null && pwd -P)/" in
         "$c_store"*) ;;
@@ -647,7 +647,7 @@ receive)
     new=
     for base in $bases; do
         if [ -f "$db/$base" ] && [ -e "$store/$base" ]; then continue; fi
-        if [ -e "$store/$base" ]; then chmod -R u+w "$store/$base"; rm -rf "$store/$base"; fi
+        if [ -e "$store/$base" ]; then chmod -R u+w "$store/$base"; rm -rf "${store:?}/$base"; fi
         new="$new $base"
         n=$((n + 1))
     done

@@ -1,6 +1,8 @@
-//! A newc ("070701") cpio writer for initramfs images.
+//! The newc ("070701") cpio writer: the initramfs of every generation, and the test initramfs of
+//! the QEMU harness's own tests.
 //!
-//! The kernel unpacks newc archives natively. Entries are written in the order the caller adds them,
+//! The kernel unpacks newc archives natively
+//! (`Documentation/driver-api/early-userspace/buffer-format.rst`). Entries are written in the order the caller adds them,
 //! with fixed inode numbers, owners (0:0), times (0) and device numbers, so the same entries always give
 //! the same bytes.
 
@@ -129,7 +131,7 @@ fn push_record(
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
