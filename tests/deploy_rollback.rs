@@ -295,6 +295,75 @@ fn unhealthy_or_unconfirmed_activations_are_reverted_by_the_target() {
         ("system-4-link", c_top.as_str())
     );
     assert!(!s.pending && !s.locked);
+
+    // A confirmation handed to a waiter that then dies does not wait for an answer that cannot
+    // come: it says so within seconds (while the waiter lives, it waits however long the commit
+    // takes).
+    let log = env.w.join("switch-d.log");
+    let mut child = env
+        .switch(&a)
+        .args(["--confirm-timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !fs::read_to_string(&log)
+        .unwrap()
+        .contains("confirming over a new connection")
+    {
+        assert!(child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let var = env.root.join("pideploy/var");
+    let holder = fs::read_to_string(var.join("lock/holder")).unwrap();
+    let waiter: i32 = holder
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{holder}"));
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &waiter.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let agent = fs::read_dir(var.join("agent"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "sh"))
+        .unwrap();
+    let confirm = Command::new("sh")
+        .arg(&agent)
+        .arg("confirm")
+        .arg(&env.root)
+        .args(["5", "commit"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !var.join("confirm-5").exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal("-KILL");
+    let start = Instant::now();
+    let out = confirm.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("waiter of generation 5 stopped without answering"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]

@@ -828,9 +828,18 @@ confirm)
         mv -f "$P/var/.confirm-$n.tmp" "$P/var/confirm-$n"
         w_pid=$(sed -n 's/^pid \([0-9]*\) boot .*/\1/p' "$P/var/lock/holder" 2>/dev/null || true)
         [ -z "$w_pid" ] || [ ! -f "$P/var/waiter-ready.$w_pid" ] || wake "$w_pid" wait
+        # As long as the waiter lives: its commit can take long where `sync` has much to write (a
+        # fleet sharing one disk took over a minute). Once a second, whether it still does; it
+        # lets go of the lock just before it answers, so a missing lock is looked at twice.
         i=0
-        while [ ! -f "$P/var/outcome-$n" ] && [ $i -lt 600 ]; do nap && i=$((i + tick)); done
-        [ -f "$P/var/outcome-$n" ] || die "the waiter did not answer about generation $n"
+        gone=0
+        while [ ! -f "$P/var/outcome-$n" ]; do
+            nap && i=$((i + tick))
+            [ "$i" -ge 10 ] || continue
+            i=0
+            if [ -d "$P/var/lock" ] && lock_alive; then gone=0; else gone=$((gone + 1)); fi
+            [ "$gone" -lt 2 ] || [ -f "$P/var/outcome-$n" ] || die "the waiter of generation $n stopped without answering (see $P/var/waiter.log)"
+        done
     else
         lock "confirmation of generation $n"
         if [ "$verdict" = commit ]; then commit; else
