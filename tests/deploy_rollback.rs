@@ -103,6 +103,34 @@ impl Env {
         c
     }
 
+    /// A switch to `cfg` whose deployer is killed once it starts confirming: the waiter (with
+    /// `confirm_timeout` seconds) is left alone with the pending generation.
+    fn switch_then_vanish(&self, cfg: &Path, confirm_timeout: &str) {
+        let log = self.w.join("switch-vanishing.log");
+        let mut child = self
+            .switch(cfg)
+            .args(["--confirm-timeout", confirm_timeout])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !fs::read_to_string(&log)
+            .unwrap()
+            .contains("confirming over a new connection")
+        {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{}",
+                fs::read_to_string(&log).unwrap()
+            );
+            assert!(start.elapsed() < Duration::from_secs(120));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     fn toplevel(&self, cfg: &Path) -> String {
         let out = run(self.pd().arg("build").arg("-c").arg(cfg));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -232,29 +260,7 @@ fn unhealthy_or_unconfirmed_activations_are_reverted_by_the_target() {
         "\n[health]\ncommands = [[\"sleep\", \"4\"]]\ntimeout_secs = 30\n",
     );
     let c_top = env.toplevel(&c);
-    let log = env.w.join("switch-c.log");
-    let mut child = env
-        .switch(&c)
-        .args(["--confirm-timeout", "8"])
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !fs::read_to_string(&log)
-        .unwrap()
-        .contains("confirming over a new connection")
-    {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        assert!(start.elapsed() < Duration::from_secs(120));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    env.switch_then_vanish(&c, "8");
     let s = state(&env.root);
     assert_eq!(s.running, c_top, "generation 3 is active, unconfirmed");
     assert_eq!(s.default, "system-1-link");
@@ -299,24 +305,7 @@ fn unhealthy_or_unconfirmed_activations_are_reverted_by_the_target() {
     // A confirmation handed to a waiter that then dies does not wait for an answer that cannot
     // come: it says so within seconds (while the waiter lives, it waits however long the commit
     // takes).
-    let log = env.w.join("switch-d.log");
-    let mut child = env
-        .switch(&a)
-        .args(["--confirm-timeout", "60"])
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !fs::read_to_string(&log)
-        .unwrap()
-        .contains("confirming over a new connection")
-    {
-        assert!(child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(120));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    env.switch_then_vanish(&a, "60");
     let var = env.root.join("pideploy/var");
     let holder = fs::read_to_string(var.join("lock/holder")).unwrap();
     let waiter: i32 = holder
