@@ -384,12 +384,14 @@ fn build_all(ui: &Ui, g: &Global, members: &[Member]) -> Res<(Vec<Arc<Built>>, V
             built_for[i] = builds.len();
         }
         let streams = if idx.len() > 1 {
-            Some(SharedStreams::new().map_err(|e| {
-                format!(
-                    "a temporary directory for the copy streams of {}: {e}",
-                    hosts()
-                )
-            })?)
+            Some(
+                SharedStreams::new_in(&ctx.store.root().join("tmp")).map_err(|e| {
+                    format!(
+                        "a temporary directory for the copy streams of {}: {e}",
+                        hosts()
+                    )
+                })?,
+            )
         } else {
             None
         };

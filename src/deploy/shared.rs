@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -36,12 +36,14 @@ pub struct SharedStreams {
 }
 
 impl SharedStreams {
-    /// An empty set in a new temporary directory.
-    pub fn new() -> io::Result<Self> {
+    /// An empty set in a new temporary directory under `parent`: the local store's `tmp/`, on the
+    /// disk that holds the closure uncompressed (a small tmpfs `/tmp` could not take a large one).
+    pub fn new_in(parent: &Path) -> io::Result<Self> {
+        fs::create_dir_all(parent)?;
         Ok(SharedStreams {
             dir: tempfile::Builder::new()
-                .prefix("pideploy-streams-")
-                .tempdir()?,
+                .prefix("streams-")
+                .tempdir_in(parent)?,
             made: Mutex::new(HashMap::new()),
         })
     }
@@ -160,7 +162,7 @@ mod tests {
     fn the_same_paths_are_compressed_once_and_sent_alike() {
         let w = tempfile::tempdir().unwrap();
         let (store, paths) = store_with(&w.path().join("store"), &["one", "two"]);
-        let shared = SharedStreams::new().unwrap();
+        let shared = SharedStreams::new_in(&w.path().join("tmp")).unwrap();
         let first = shared.get(&store, &paths, Codec::Zstd).unwrap();
         // The same bytes a single deploy would send.
         let mut direct = Vec::new();
@@ -202,7 +204,7 @@ mod tests {
     fn concurrent_askers_share_one_making() {
         let w = tempfile::tempdir().unwrap();
         let (store, paths) = store_with(&w.path().join("store"), &["a", "b", "c"]);
-        let shared = SharedStreams::new().unwrap();
+        let shared = SharedStreams::new_in(&w.path().join("tmp")).unwrap();
         let got: Vec<Made> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..6)
                 .map(|_| s.spawn(|| shared.get(&store, &paths, Codec::Zstd).unwrap()))
