@@ -252,22 +252,11 @@ mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::process::Command;
 
-    /// The agent's `listing` and `sent_listing` functions, cut out of the script.
-    fn agent_functions() -> String {
-        let agent = crate::deploy::AGENT;
-        let cut = |name: &str| {
-            let start = agent.find(&format!("\n{name}() {{")).unwrap() + 1;
-            let end = start + agent[start..].find("\n}\n").unwrap() + 3;
-            agent[start..end].to_string()
-        };
-        cut("listing") + &cut("sent_listing")
-    }
-
     /// Runs `listing NAME` and `sent_listing NAME` in `dir` with `sh`, the tools on PATH.
     fn agent_views(dir: &Path, name: &str, path: Option<&Path>) -> (String, String) {
         let script = format!(
             "{}\nset -f\nlisting {name}; echo ---; sent_listing {name}",
-            agent_functions()
+            crate::deploy::wake_tests::functions(&["listing", "sent_listing"])
         );
         let mut cmd = Command::new(path.map_or("sh".into(), |p| p.join("sh")));
         cmd.arg("-c").arg(script).current_dir(dir);

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The agent's functions `names`, cut out of the script.
-fn functions(names: &[&str]) -> String {
+/// The agent's functions `names`, cut out of the script (for tests that run one piece of the
+/// agent with a chosen shell and tools).
+pub(super) fn functions(names: &[&str]) -> String {
     let agent = super::AGENT;
     names
         .iter()
