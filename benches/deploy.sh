@@ -17,7 +17,7 @@
 # Needs what the tests need (.ci/install-deps.sh) plus openssh-server, openssh-client and rsync.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
-. "$repo/benches/bench-user.sh"
+. "$repo/benches/common.sh"
 bench_user
 runs=${RUNS:-3}
 work=${BENCH_DIR:-$repo/target/bench-deploy}
@@ -31,46 +31,9 @@ mkdir -p "$work"
 cd "$work"
 
 # --- sshd on a free 127.0.0.1 port, own host key and authorized_keys; killed by its PID on exit.
-sshd_pid=
-cleanup() {
-    if [ -n "$sshd_pid" ]; then kill "$sshd_pid" 2> /dev/null || true; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-rm -rf ssh
-mkdir -p ssh /run/sshd
-chmod 700 ssh
-ssh-keygen -q -t ed25519 -N '' -C bench-host -f ssh/host_ed25519
-ssh-keygen -q -t ed25519 -N '' -C bench@pideploy -f ssh/id_ed25519
-bench_key ssh/id_ed25519.pub
-port=22220
-while ss -Hltn "sport = :$port" | grep -q .; do port=$((port + 1)); done
-cat > ssh/sshd_config << EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/ssh/host_ed25519
-AuthorizedKeysFile .ssh/authorized_keys
-PermitRootLogin no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PidFile none
-StrictModes no
-LogLevel ERROR
-EOF
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 ssh/host_ed25519.pub)" > ssh/known_hosts
-/usr/sbin/sshd -D -e -f "$work/ssh/sshd_config" 2>> ssh/sshd.log &
-sshd_pid=$!
-sshcmd="ssh -p $port -i $work/ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=$work/ssh/known_hosts -o StrictHostKeyChecking=yes"
-i=0
-until $sshcmd "$BENCH_USER@127.0.0.1" true 2> /dev/null; do
-    i=$((i + 1))
-    if [ "$i" -gt 50 ]; then
-        echo "sshd did not come up on 127.0.0.1:$port (see $work/ssh/sshd.log)" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+bench_sshds 1
+port=${PORTS# }
+sshcmd="ssh -p $port $SSH_OPTS"
 
 # --- Inputs, untimed: two configs (B = A + one file), their locks, packages through apt.
 mkdir -p a b

@@ -13,7 +13,7 @@
 # GNU time (/usr/bin/time, Debian package `time`).
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
-. "$repo/benches/bench-user.sh"
+. "$repo/benches/common.sh"
 bench_user
 hosts=${HOSTS:-20}
 runs=${RUNS:-2}
@@ -28,56 +28,10 @@ mkdir -p "$work"
 cd "$work"
 
 # --- HOSTS sshd on free 127.0.0.1 ports, one authorized client key; all killed by PID on exit.
-pids=
-cleanup() {
-    for p in $pids; do kill "$p" 2> /dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-rm -rf ssh roots
-mkdir -p ssh roots /run/sshd
-chmod 700 ssh
-ssh-keygen -q -t ed25519 -N '' -C bench@pideploy -f ssh/id_ed25519
-bench_key ssh/id_ed25519.pub
-: > ssh/known_hosts
-port=22300
-i=1
-ports=
-while [ "$i" -le "$hosts" ]; do
-    while ss -Hltn "sport = :$port" | grep -q .; do port=$((port + 1)); done
-    ssh-keygen -q -t ed25519 -N '' -C "bench-host-$i" -f "ssh/host_$i"
-    cat > "ssh/sshd_$i.config" << EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/ssh/host_$i
-AuthorizedKeysFile .ssh/authorized_keys
-PermitRootLogin no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PidFile none
-StrictModes no
-LogLevel ERROR
-EOF
-    echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "ssh/host_$i.pub")" >> ssh/known_hosts
-    /usr/sbin/sshd -D -e -f "$work/ssh/sshd_$i.config" 2>> ssh/sshd.log &
-    pids="$pids $!"
-    ports="$ports $port"
-    port=$((port + 1))
-    i=$((i + 1))
-done
-for p in $ports; do
-    n=0
-    until ssh -p "$p" -i ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
-        -o UserKnownHostsFile="$work/ssh/known_hosts" -o StrictHostKeyChecking=yes "$BENCH_USER@127.0.0.1" true 2> /dev/null; do
-        n=$((n + 1))
-        if [ "$n" -gt 50 ]; then
-            echo "sshd did not come up on 127.0.0.1:$p (see $work/ssh/sshd.log)" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-done
+rm -rf roots
+mkdir -p roots
+bench_sshds "$hosts"
+ports=$PORTS
 
 # --- Inputs, untimed: one config, its lock, packages through apt, one build.
 mkdir -p a
@@ -163,8 +117,7 @@ t_one=$BEST
 rm -rf src-store
 cp -a roots/single/pideploy/store src-store
 rsync_first() {
-    rsync -az --stats --rsync-path='sudo rsync' -e "ssh -p $first_port -i $work/ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
-        -o UserKnownHostsFile=$work/ssh/known_hosts -o StrictHostKeyChecking=yes" \
+    rsync -az --stats --rsync-path='sudo rsync' -e "ssh -p $first_port $SSH_OPTS" \
         "$work/src-store/" "$BENCH_USER@127.0.0.1:$work/roots/rsync/" > rsync.out
 }
 best_of rsync_first nothing

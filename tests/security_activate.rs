@@ -475,6 +475,73 @@ fn activation_is_idempotent_and_keeps_a_backslash_path() {
         assert_eq!(kind(&t.root.join("etc/app/app.conf")), (0, "file"));
         let md = fs::metadata(t.root.join("etc/app/app.conf")).unwrap();
         assert_eq!(md.mode() & 0o7777, 0o644);
+        // A copy left alone because it was equal is written again once its content or only its
+        // mode differs.
+        let conf = t.root.join("etc/app/app.conf");
+        fs::write(&conf, "changed\n").unwrap();
+        ok(&t.activate(shell), "activation over changed content");
+        assert_eq!(
+            fs::read_to_string(&conf).unwrap(),
+            "root app\n",
+            "{shell:?}"
+        );
+        fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).unwrap();
+        ok(&t.activate(shell), "activation over a changed mode");
+        let md = fs::metadata(&conf).unwrap();
+        assert_eq!(
+            md.mode() & 0o7777,
+            0o644,
+            "{shell:?}: the mode was not restored"
+        );
+    }
+}
+
+/// Under --root a link's target would resolve on this machine, so activation reads every /etc
+/// link with one `stat`: a right link is left alone, wrong ones are put right, and a target with a
+/// newline, which makes busybox print a forged "right" line for another link, voids the reading
+/// instead of vouching for that link.
+#[test]
+fn under_root_wrong_etc_links_are_put_right_and_right_ones_left() {
+    for shell in [Shell::Dash, Shell::Busybox] {
+        let t = activated(shell);
+        let etc = t.root.join("etc");
+        let mut links: Vec<String> = Vec::new();
+        for e in fs::read_dir(&etc).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if fs::read_link(etc.join(&name))
+                .is_ok_and(|l| l == Path::new("/etc/static").join(&name))
+            {
+                links.push(name);
+            }
+        }
+        links.sort();
+        assert!(links.len() >= 4, "{shell:?}: /etc links: {links:?}");
+        let [right, wrong, forger, forged] = [0, 1, 2, 3].map(|i| links[i].clone());
+        let ino = |n: &str| fs::symlink_metadata(etc.join(n)).unwrap().ino();
+        let right_ino = ino(&right);
+        let relink = |n: &str, to: &str| {
+            fs::remove_file(etc.join(n)).unwrap();
+            std::os::unix::fs::symlink(to, etc.join(n)).unwrap();
+        };
+        relink(&wrong, "/etc/static/elsewhere");
+        relink(&forged, "/nowhere");
+        relink(
+            &forger,
+            &format!("/etc/static/x\n'{forged}' -> '/etc/static/{forged}"),
+        );
+        ok(&t.activate(shell), "activation over wrong links");
+        for n in [&wrong, &forger, &forged] {
+            assert_eq!(
+                fs::read_link(etc.join(n)).unwrap(),
+                Path::new("/etc/static").join(n),
+                "{shell:?}: /etc/{n} was not put right"
+            );
+        }
+        assert_eq!(
+            ino(&right),
+            right_ino,
+            "{shell:?}: a right link was replaced"
+        );
     }
 }
 
