@@ -25,13 +25,8 @@ pub enum StoreError {
         reason: String,
     },
     /// A string that should be a sha256 digest is not one.
-    #[error("invalid sha256 digest `{input}`: {reason} (expected 64 lowercase hex characters)")]
-    InvalidSha256 {
-        /// The rejected input.
-        input: String,
-        /// What rule it breaks.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidSha256(#[from] pideploy_digest::BadSha256),
     /// A file system operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {

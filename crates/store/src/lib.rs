@@ -38,7 +38,6 @@ mod fsutil;
 mod graph;
 mod local;
 mod path_info;
-mod sha256;
 mod store_path;
 
 pub use error::StoreError;
@@ -46,7 +45,7 @@ pub use fsutil::SEALED_MTIME;
 pub use graph::{missing, topo_sort};
 pub use local::LocalStore;
 pub use path_info::PathInfo;
-pub use sha256::{HashingWriter, Sha256};
+pub use pideploy_digest::{BadSha256, HashWriter, Sha256};
 pub use store_path::{validate_name, StorePath, HASH_LEN, MAX_NAME_LEN};
 
 /// Where store paths live on the target and in images, whatever the local root.

@@ -21,7 +21,7 @@ mod restore;
 use std::io;
 use std::path::Path;
 
-use crate::{HashingWriter, Sha256, StoreError};
+use crate::{HashWriter, Sha256, StoreError};
 
 pub use dump::dump;
 pub use restore::restore;
@@ -43,9 +43,9 @@ pub(crate) const MAX_TARGET: u64 = 4095;
 
 /// (sha256 of the archive of `path`, its length), computed without keeping the archive.
 pub fn hash(path: &Path) -> Result<(Sha256, u64), StoreError> {
-    let mut w = HashingWriter::new(io::sink());
+    let mut w = HashWriter::new(io::sink());
     dump(path, &mut w)?;
-    let (_, digest, len) = w.finish();
+    let (_, len, digest) = w.finish();
     Ok((digest, len))
 }
 
