@@ -90,14 +90,109 @@ fn copy_path(src: &Path, dest: &Path) -> Result<u64, StageError> {
     }
 }
 
+/// Where the last image's staged store paths are kept, under the local store's root: the next
+/// image starts from them instead of staging thousands of entries again (most of a one-file
+/// change's image time). Hard links, so it costs inodes, not space, until `pideploy gc`.
+const KEPT_DIR: &str = "image-store";
+/// Prefix of a path being copied into the staged store; renamed to its name once complete.
+const COPYING: &str = ".copying-";
+
+/// What staging did with the closure's store paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    /// Store paths copied (hard-linked) for this image.
+    pub copied: usize,
+    /// Store paths taken over from the previous image's staging.
+    pub kept: usize,
+    /// Bytes of file content in the store paths copied for this image.
+    pub copied_bytes: u64,
+}
+
+/// Removes a staged tree; its directories are read-only like the store's.
+fn remove_tree(p: &Path) -> Result<(), StageError> {
+    let meta = fs::symlink_metadata(p).map_err(io_err("reading", p))?;
+    if meta.is_dir() {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", p))?;
+        for e in fs::read_dir(p).map_err(io_err("reading", p))? {
+            remove_tree(&e.map_err(io_err("reading", p))?.path())?;
+        }
+        fs::remove_dir(p).map_err(io_err("removing", p))
+    } else {
+        fs::remove_file(p).map_err(io_err("removing", p))
+    }
+}
+
+/// Makes `sdir` (absent) hold exactly `closure`: the kept tree of the previous image is moved in
+/// (one rename, same filesystem as the work dir) and what this closure lacks is removed; the rest
+/// is copied, each path under a temporary name first, so that a path with a store name is always
+/// complete (an interrupted run leaves no half-copied path to be trusted next time).
+fn stage_store(
+    store: &LocalStore,
+    closure: &[StorePath],
+    sdir: &Path,
+) -> Result<Staged, StageError> {
+    let kept = store.root().join(KEPT_DIR);
+    match fs::rename(&kept, sdir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(sdir).map_err(io_err("creating", sdir))?;
+        }
+        Err(e) => return Err(io_err("taking over", &kept)(e)),
+    }
+    fs::set_permissions(sdir, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", sdir))?;
+    let wanted: BTreeSet<String> = closure.iter().map(|p| p.base_name().to_string()).collect();
+    for e in fs::read_dir(sdir).map_err(io_err("reading", sdir))? {
+        let e = e.map_err(io_err("reading", sdir))?;
+        let keep = e.file_name().to_str().is_some_and(|n| wanted.contains(n));
+        if !keep {
+            remove_tree(&e.path())?;
+        }
+    }
+    let mut staged = Staged {
+        copied: 0,
+        kept: 0,
+        copied_bytes: 0,
+    };
+    for p in closure {
+        let dest = sdir.join(p.base_name());
+        if fs::symlink_metadata(&dest).is_ok() {
+            staged.kept += 1;
+            continue;
+        }
+        let part = sdir.join(format!("{COPYING}{}", p.base_name()));
+        staged.copied_bytes += copy_path(&store.physical(p), &part)?;
+        fs::rename(&part, &dest).map_err(io_err("renaming", &part))?;
+        staged.copied += 1;
+    }
+    Ok(staged)
+}
+
+/// Keeps the staged store of `root` (staged by [`stage_root`]) for the next image. If another
+/// image put its own back first, this one is left to the work dir's removal.
+pub fn keep_staged_store(store: &LocalStore, root: &Path) {
+    let _ = fs::rename(root.join("pideploy/store"), store.root().join(KEPT_DIR));
+}
+
+/// Removes `paths` from the kept staged store, so that collecting them frees their space.
+pub fn forget_kept(store: &LocalStore, paths: &[StorePath]) -> Result<(), StageError> {
+    let kept = store.root().join(KEPT_DIR);
+    for p in paths {
+        let k = kept.join(p.base_name());
+        if fs::symlink_metadata(&k).is_ok() {
+            remove_tree(&k)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fills `root` (empty) with the closure of `toplevel`, its registrations, generation 1 and the
-/// directories the first boot needs before activation. Returns the bytes of store content.
+/// directories the first boot needs before activation.
 pub fn stage_root(
     store: &LocalStore,
     toplevel: &StorePath,
     config: &HostConfig,
     root: &Path,
-) -> Result<u64, StageError> {
+) -> Result<Staged, StageError> {
     // Everything created here gets explicit modes: the image must not depend on the umask.
     let mkdir = |rel: &str| -> Result<PathBuf, StageError> {
         let mut cur = root.to_path_buf();
@@ -121,7 +216,8 @@ pub fn stage_root(
         fs::set_permissions(p, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", p))
     };
     let closure = store.closure(std::slice::from_ref(toplevel))?;
-    let sdir = mkdir("pideploy/store")?;
+    let sdir = mkdir("pideploy")?.join("store");
+    let staged = stage_store(store, &closure, &sdir)?;
     let vdir = mkdir("pideploy/var/db/valid")?;
     let pdir = mkdir("pideploy/var/profiles")?;
     let gdir = mkdir("pideploy/var/generations")?;
@@ -140,9 +236,7 @@ pub fn stage_root(
         mkdir(d)?;
     }
     fs::set_permissions(root, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", root))?;
-    let mut total = 0;
     for p in &closure {
-        total += copy_path(&store.physical(p), &sdir.join(p.base_name()))?;
         let info = store.query(p)?;
         write(&vdir.join(p.base_name()), info.to_text().as_bytes())?;
     }
@@ -159,7 +253,7 @@ pub fn stage_root(
     write(&gdir.join("1.json"), record.as_bytes())?;
     lay_down_links(&store.physical(toplevel), root)?;
     wifi_passphrases(config, root)?;
-    Ok(total)
+    Ok(staged)
 }
 
 /// The Wi-Fi passphrases, so a headless Pi joins its network on the first boot: root's files (0400,

@@ -346,8 +346,15 @@ fn gc_diff_and_dry_activate_on_a_local_root() {
     assert!(!out.contains(&b_top), "{out}");
     let info = |p: &str| pd(&cache, &store).args(["path-info", p]).output().unwrap();
     assert!(info(&a_top).status.success(), "--dry-run removed nothing");
+    // A's image left its staged store behind for the next image; gc takes A's paths out of it too.
+    let kept_a = store.join("image-store").join(base(&a_top));
+    assert!(kept_a.is_dir(), "A's image kept no staged store");
     let (out, _) = outputs(pd(&cache, &store).arg("gc"));
     assert!(out.contains(&format!("removed {a_top}")), "{out}");
+    assert!(
+        !kept_a.exists(),
+        "gc left A's toplevel in the kept staged store"
+    );
     assert!(info(&b_top).status.success());
     assert!(!info(&a_top).status.success());
     assert!(!info(d_top.trim()).status.success());

@@ -11,7 +11,7 @@ use pideploy_imageio::{Compression, Sha256};
 
 use super::cmd_build::build_for;
 use super::{CmdResult, Global, Target, Ui};
-use crate::image_build::{boot_files, image_seed, image_spec, stage_root};
+use crate::image_build::{boot_files, image_seed, image_spec, keep_staged_store, stage_root};
 
 /// Partition table kinds on the command line.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -144,8 +144,13 @@ pub fn image(ui: &Ui, g: &Global, a: ImageArgs) -> CmdResult {
         .map_err(|e| format!("creating a work dir in {}: {e}", ctx.store.root().display()))?;
     let root = work.path().join("root");
     fs::create_dir(&root)?;
-    let content = stage_root(&ctx.store, &built.toplevel, &loaded.config, &root)?;
-    ui.detail(format!("staged {} MiB of store paths", content >> 20));
+    let staged = stage_root(&ctx.store, &built.toplevel, &loaded.config, &root)?;
+    ui.detail(format!(
+        "staged {} store paths ({} MiB), {} kept from the previous image",
+        staged.copied,
+        staged.copied_bytes >> 20,
+        staged.kept
+    ));
 
     let table = a.table.map(|t| match t {
         Table::Mbr => TableKind::Mbr,
@@ -179,10 +184,13 @@ pub fn image(ui: &Ui, g: &Global, a: ImageArgs) -> CmdResult {
     let raw_path: PathBuf = raw.to_path_buf();
     let _ = fs::remove_file(&raw_path);
     let mut bar = ui.bar("image", Some(plan.total_size));
-    pideploy_image::write_image(&spec, &plan, &raw_path, &mut |stage, done, total| {
-        bar.set(done, Some(total));
-        let _ = stage;
-    })?;
+    let written =
+        pideploy_image::write_image(&spec, &plan, &raw_path, &mut |stage, done, total| {
+            bar.set(done, Some(total));
+            let _ = stage;
+        });
+    keep_staged_store(&ctx.store, &root);
+    written?;
     bar.finish();
 
     let bmap = if a.bmap {
@@ -194,7 +202,7 @@ pub fn image(ui: &Ui, g: &Global, a: ImageArgs) -> CmdResult {
         Compression::None => {
             raw.persist(&a.output)
                 .map_err(|e| format!("renaming to {}: {e}", a.output.display()))?;
-            let sha = sha256_of(&a.output)?;
+            let sha = pideploy_imageio::sha256_of_file(&a.output)?.1.to_string();
             (fs::metadata(&a.output)?.len(), sha)
         }
         c => {
@@ -234,14 +242,6 @@ pub fn image(ui: &Ui, g: &Global, a: ImageArgs) -> CmdResult {
     ));
     println!("{sha}  {}", a.output.display());
     Ok(0)
-}
-
-fn sha256_of(p: &Path) -> Result<String, std::io::Error> {
-    let mut f = fs::File::open(p)?;
-    let mut w = pideploy_imageio::HashWriter::new(std::io::sink());
-    std::io::copy(&mut f, &mut w)?;
-    let (_, _, sha) = w.finish();
-    Ok(sha.to_string())
 }
 
 pub fn inspect(_ui: &Ui, a: InspectArgs) -> CmdResult {

@@ -33,7 +33,7 @@ pub use bmap_writer::BmapWriter;
 pub use compression::Compression;
 pub use error::IoError;
 pub use flash::{flash, FlashSummary};
-pub use hash::{HashReader, HashWriter, Sha256};
+pub use hash::{sha256_of_file, HashReader, HashWriter, Sha256};
 pub use open::{image_size, materialize_raw, open_image};
 pub use output::{write_output, OutputSummary};
 pub use progress::ProgressReader;
