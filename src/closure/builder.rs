@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use pideploy_cache::{Cache, LockFile, LockedPackage, Role};
 use pideploy_config::{Board, HostConfig};
 use pideploy_store::{LocalStore, StorePath, STORE_DIR};
-use sha2::Digest;
 
 use super::accounts::{self, LoginUser};
 use super::error::{io, BuildError};
@@ -226,7 +225,7 @@ fn system_key(inp: &SystemInputs) -> Option<String> {
             sources += &format!(
                 "{} {}\n",
                 src.display(),
-                hex::encode(sha2::Sha256::digest(bytes))
+                pideploy_store::Sha256::of(&bytes).to_hex()
             );
         }
     }
@@ -335,9 +334,7 @@ fn build_fresh(inp: &SystemInputs) -> Result<BuiltSystem, BuildError> {
         board.initrd,
         kernel_debs.iter().map(|p| &p.sha256).collect::<Vec<_>>(),
         busybox_pkg.base_name(),
-        hex::encode(sha2::Sha256::digest(include_bytes!(
-            "scripts/stage1-init.sh"
-        )))
+        pideploy_store::Sha256::of(include_bytes!("scripts/stage1-init.sh")).to_hex()
     );
     let (kkey, ikey) = (
         memo::key(&["kernel", &inputs]),

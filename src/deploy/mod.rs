@@ -1,6 +1,7 @@
 //! The deployer: ask the target what it has, send what it lacks in one stream, activate, record the
 //! generation, write its boot entry. Steps are argv lists for the target agent (`scripts/target.sh`,
-//! sent inline every time), run over a [`Transport`].
+//! kept on the target under its content hash and installed from stdin by the first command that
+//! finds it missing), run over a [`Transport`].
 
 pub mod diff;
 pub mod gc;
@@ -165,8 +166,7 @@ impl AgentCall {
     /// Where the agent is kept on the target: named by its content hash, so a deployer always runs
     /// its own version. (dropbear limits command lines to 9000 bytes, so it cannot go inline.)
     fn agent_path(&self) -> String {
-        use sha2::Digest;
-        let h = hex::encode(sha2::Sha256::digest(AGENT.as_bytes()));
+        let h = pideploy_store::Sha256::of(AGENT.as_bytes()).to_hex();
         format!(
             "{}/pideploy/var/agent/agent-{}.sh",
             self.root.trim_end_matches('/'),

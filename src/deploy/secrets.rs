@@ -82,10 +82,7 @@ pub fn bundle(config: &HostConfig) -> Result<Bundle, DeployError> {
         count += 1;
     }
     add(&mut tar, "list", list.as_bytes())?;
-    let digest = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(tar.get_ref()))
-    };
+    let digest = { pideploy_store::Sha256::of(tar.get_ref()).to_hex() };
     add(&mut tar, "digest", digest.as_bytes())?;
     let out = tar
         .into_inner()

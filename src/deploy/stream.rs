@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pideploy_store::{LocalStore, StorePath};
-use sha2::{Digest, Sha256};
 
 /// How the stream is compressed: zstd where the target has it, else xz (busybox's unxz).
 ///
@@ -73,24 +72,13 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
             } else {
                 "-"
             };
-            let mut h = Sha256::new();
-            io::copy(&mut fs::File::open(e.path())?, &mut HashSink(&mut h))?;
-            format!("f {rel} {x} {}", hex::encode(h.finalize()))
+            let mut h = pideploy_store::HashWriter::new(io::sink());
+            io::copy(&mut fs::File::open(e.path())?, &mut h)?;
+            format!("f {rel} {x} {}", h.finish().2)
         };
         out.push(line);
     }
     Ok(())
-}
-
-struct HashSink<'a>(&'a mut Sha256);
-impl Write for HashSink<'_> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn append_tree<W: Write>(tar: &mut tar::Builder<W>, src: &Path, name: &str) -> io::Result<()> {
