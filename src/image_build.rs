@@ -108,20 +108,6 @@ pub struct Staged {
     pub copied_bytes: u64,
 }
 
-/// Removes a staged tree; its directories are read-only like the store's.
-fn remove_tree(p: &Path) -> Result<(), StageError> {
-    let meta = fs::symlink_metadata(p).map_err(io_err("reading", p))?;
-    if meta.is_dir() {
-        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", p))?;
-        for e in fs::read_dir(p).map_err(io_err("reading", p))? {
-            remove_tree(&e.map_err(io_err("reading", p))?.path())?;
-        }
-        fs::remove_dir(p).map_err(io_err("removing", p))
-    } else {
-        fs::remove_file(p).map_err(io_err("removing", p))
-    }
-}
-
 /// Makes `sdir` (absent) hold exactly `closure`: the kept tree of the previous image is moved in
 /// (one rename, same filesystem as the work dir) and what this closure lacks is removed; the rest
 /// is copied, each path under a temporary name first, so that a path with a store name is always
@@ -145,7 +131,7 @@ fn stage_store(
         let e = e.map_err(io_err("reading", sdir))?;
         let keep = e.file_name().to_str().is_some_and(|n| wanted.contains(n));
         if !keep {
-            remove_tree(&e.path())?;
+            pideploy_store::remove_tree(&e.path())?;
         }
     }
     let mut staged = Staged {
@@ -177,10 +163,7 @@ pub fn keep_staged_store(store: &LocalStore, root: &Path) {
 pub fn forget_kept(store: &LocalStore, paths: &[StorePath]) -> Result<(), StageError> {
     let kept = store.root().join(KEPT_DIR);
     for p in paths {
-        let k = kept.join(p.base_name());
-        if fs::symlink_metadata(&k).is_ok() {
-            remove_tree(&k)?;
-        }
+        pideploy_store::remove_tree(&kept.join(p.base_name()))?;
     }
     Ok(())
 }

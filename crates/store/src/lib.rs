@@ -41,7 +41,7 @@ mod path_info;
 mod store_path;
 
 pub use error::StoreError;
-pub use fsutil::SEALED_MTIME;
+pub use fsutil::{remove_tree, SEALED_MTIME};
 pub use graph::{missing, topo_sort};
 pub use local::LocalStore;
 pub use path_info::PathInfo;
