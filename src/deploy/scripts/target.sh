@@ -478,8 +478,9 @@ revert() { # WHY
     [ "$kind" = test ] || drop_gen "$n"
     rm -f "$P/var/pending"
     sync
-    outcome "$n" "reverted $n: $1"
+    # Logged before the outcome hands the lock back: whoever sees the lock free finds the line.
     echo "pideploy: generation $n reverted: $1"
+    outcome "$n" "reverted $n: $1"
     if [ "$kind" = tryboot ] && [ -z "$root" ]; then reboot_with ""; fi
 }
 
