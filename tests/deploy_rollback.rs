@@ -265,6 +265,17 @@ fn unhealthy_or_unconfirmed_activations_are_reverted_by_the_target() {
     assert_eq!(s.running, c_top, "generation 3 is active, unconfirmed");
     assert_eq!(s.default, "system-1-link");
     assert!(s.pending && s.locked, "{s:?}");
+    // The waiter writes the boot entry while it waits (the commit then only switches config.txt
+    // to it); the revert below takes it away again.
+    let entry = env.root.join("boot/firmware/gen-3/cmdline.txt");
+    let start = Instant::now();
+    while !entry.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no gen-3 entry");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cmdline = fs::read_to_string(&entry).unwrap();
+    assert!(cmdline.contains(&format!("init={c_top}/init")), "{cmdline}");
+    assert!(!state(&env.root).config_txt.contains("os_prefix=gen-3/"));
 
     // Meanwhile another deploy is refused at once, naming the wait.
     let out = env.switch(&a).output().unwrap();

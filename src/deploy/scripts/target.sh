@@ -160,7 +160,14 @@ lock() { # WHO
 
 # The pending generation (activated or on tryboot, waiting for the deployer's confirmation):
 # var/pending holds "key value" lines.
-pending_get() { sed -n "s/^$1 //p" "$P/var/pending" 2>/dev/null | head -n1; }
+# The value of KEY in the pending record (its first line "KEY VALUE"); read in the shell, since
+# a commit asks for several and each sed | head pair cost two processes.
+pending_get() { # KEY
+    [ -f "$P/var/pending" ] || return 0
+    while IFS= read -r pg_line; do
+        case $pg_line in "$1 "*) printf '%s\n' "${pg_line#"$1 "}"; return 0 ;; esac
+    done < "$P/var/pending"
+}
 
 pending_put() { # N KIND TOP PREVIOUS ROOTARG TIMEOUT DEPLOYER SECRETS KEEP
     printf 'generation %s\nkind %s\ntop %s\nprevious %s\nrootarg %s\ntimeout %s\ndeployer %s\nagent %s\nsecrets %s\nkeep %s\n' \
@@ -799,6 +806,14 @@ wait)
     trap 'rm -rf "$P/var/lock" "$P/var/waiter-ready.$$"' EXIT
     waiter=1
     : > "$P/var/waiter-ready.$$"
+    # A live generation's boot entry (a copy of its kernel and initramfs, and a sync) is written
+    # now, while the deployer connects again, rather than in the commit it waits for; a revert
+    # drops it with the generation. In a subshell: a failure here leaves it to the commit, which
+    # reports it, and must not end the waiter.
+    if [ "$(pending_get kind)" = live ] && [ -d "$boot" ] && [ -f "$boot/config.txt" ] \
+        && [ ! -d "$boot/gen-$n" ] && [ -n "$(pending_get rootarg)" ]; then
+        (write_entry "$n" "$(pending_get top)" "$(pending_get rootarg)") > /dev/null 2>&1 || rm -rf "$boot/gen-$n" "$boot/gen-$n.tmp"
+    fi
     i=0
     verdict=
     while :; do
