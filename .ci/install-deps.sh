@@ -33,6 +33,8 @@ systemd-analyze systemd              systemd-analyze verify and systemd --test c
 ip iproute2                          tests/qemu_first_contact.rs moves the second card of the guest into a network namespace
 dig bind9-dnsutils                   the DNS client that asks avahi on the guest for <hostname>.local over mDNS
 shellcheck shellcheck                tests/scripts_lint.rs checks every shell script of the project
+gpg gpg                              tests/fetch_build.rs signs its local apt archive as Debian signs its own
+gpg-agent gpg-agent                  gpg signs through its agent
 '
 need=
 for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do

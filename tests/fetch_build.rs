@@ -4,6 +4,9 @@
 //! `pideploy lock` runs online, `pideploy fetch` downloads and verifies every .deb into an empty
 //! cache, and two builds from different places give the same toplevel. A tampered .deb on the
 //! server is refused without touching the cache, and `cache verify` finds a corrupted entry.
+//! The archive is signed as Debian signs its own (an `InRelease` made by gpg, with a key the test
+//! generates): a lock from an archive whose signature, key, dates or index hashes are wrong is
+//! refused with one line and writes nothing.
 
 mod common;
 #[path = "common/http.rs"]
@@ -210,6 +213,13 @@ fn fixture() -> Fixture {
             .arg(dir.join("Packages")));
         assert!(dir.join("Packages.xz").is_file());
     }
+    let gpg = Gpg::new(&w.join("gnupg"), None);
+    for suite in [
+        "debian/dists/bookworm",
+        "debian-security/dists/bookworm-security",
+    ] {
+        sign_suite(&gpg, &www.join(suite), None);
+    }
     let server = Server::start(&www);
 
     let stock = fs::read_to_string(repo().join("boards/qemu-aarch64.toml")).unwrap();
@@ -220,8 +230,14 @@ fn fixture() -> Fixture {
             "boards/qemu-aarch64.toml no longer has the {src} source this test rewrites"
         );
     }
+    // The board's keyring is the test's key, in a file beside the board (relative paths are).
     let board = w.join("conf/qemu-local.toml");
-    fs::write(&board, stock.replace(UPSTREAM, &local)).unwrap();
+    assert_eq!(stock.matches("keyring = \"debian.asc\"").count(), 2);
+    let local_board = stock
+        .replace(UPSTREAM, &local)
+        .replace("keyring = \"debian.asc\"", "keyring = \"archive.asc\"");
+    fs::write(&board, local_board).unwrap();
+    fs::write(w.join("conf/archive.asc"), gpg.public_key()).unwrap();
 
     Fixture {
         work,
@@ -232,6 +248,100 @@ fn fixture() -> Fixture {
         offline_lock,
         packages,
     }
+}
+
+/// A throwaway gpg home with one ed25519 signing key (gpg, the tool Debian signs with, makes the
+/// signatures pideploy checks). With `faked`, gpg believes it is that time (key and signatures
+/// made then).
+struct Gpg {
+    home: PathBuf,
+    faked: Option<String>,
+}
+
+impl Gpg {
+    fn new(home: &Path, faked: Option<(&str, &str)>) -> Gpg {
+        fs::create_dir_all(home).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(home, fs::Permissions::from_mode(0o700)).unwrap();
+        let g = Gpg {
+            home: home.to_path_buf(),
+            faked: faked.map(|(t, _)| t.to_string()),
+        };
+        let expire = faked.map_or("never", |(_, e)| e);
+        run(g
+            .cmd()
+            .args([
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "pideploy test archive",
+            ])
+            .args(["ed25519", "sign", expire]));
+        g
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &self.home).args([
+            "--batch",
+            "--yes",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+        ]);
+        if let Some(t) = &self.faked {
+            c.arg(format!("--faked-system-time={t}!"));
+        }
+        c
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        run(self.cmd().args(["--armor", "--export"])).stdout
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        // Its agent would outlive the test.
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+/// Writes `DIR/Release` for the indexes under DIR (as Debian's dak writes it: fields, then the
+/// SHA256 list) and signs it as `InRelease`. `extra` adds fields (e.g. `Valid-Until`).
+fn sign_suite(gpg: &Gpg, dir: &Path, extra: Option<&str>) {
+    let date = String::from_utf8(
+        run(Command::new("date")
+            .env("LC_ALL", "C")
+            .args(["-u", "+%a, %d %b %Y %H:%M:%S UTC"]))
+        .stdout,
+    )
+    .unwrap();
+    let mut text = format!(
+        "Origin: pideploy-test\nSuite: {0}\nCodename: {0}\nDate: {1}\n{2}SHA256:\n",
+        dir.file_name().unwrap().to_str().unwrap(),
+        date.trim(),
+        extra.unwrap_or("")
+    );
+    let rel = "main/binary-arm64/Packages.xz";
+    let bytes = fs::read(dir.join(rel)).unwrap();
+    text.push_str(&format!(" {} {} {rel}\n", sha256_hex(&bytes), bytes.len()));
+    fs::write(dir.join("Release"), text).unwrap();
+    let _ = fs::remove_file(dir.join("InRelease"));
+    run(gpg
+        .cmd()
+        .arg("--clearsign")
+        .arg("--output")
+        .arg(dir.join("InRelease"))
+        .arg(dir.join("Release")));
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The index paragraphs (verbatim from apt's list) of exactly `wanted`, each checked against the lock.
@@ -532,4 +642,138 @@ fn tampered_deb_on_the_server_is_refused_and_the_cache_stays_clean() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains(&bad_sha));
     assert_eq!(snapshot(&cache), snap, "a failed fetch changed the cache");
+}
+
+/// `pideploy lock` trusts an index only as far as a signature by the board's key vouches for it:
+/// each broken link (signature, key, dates, hashes) is refused in one line and writes no lock;
+/// `Release` + `Release.gpg` is accepted as apt accepts it.
+#[test]
+fn lock_refuses_what_no_trusted_signature_vouches_for() {
+    let f = fixture();
+    let good = lock_online(&f);
+    let suite = f.www.join("debian/dists/bookworm");
+    let inrelease = suite.join("InRelease");
+    let signed = fs::read(&inrelease).unwrap();
+    let refused = |case: &str, want: &[&str]| {
+        let out = lock_with(&f, &[]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{case}: lock accepted it:\n{err}");
+        let last = err.trim_end().lines().last().unwrap_or("");
+        assert!(last.starts_with("pideploy: error: "), "{case}: {err}");
+        assert_eq!(err.matches("error:").count(), 1, "{case}: {err}");
+        for w in want {
+            assert!(last.contains(w), "{case}: no {w:?} in: {last}");
+        }
+        assert_eq!(
+            fs::read_to_string(f.lock()).unwrap(),
+            good,
+            "{case}: the lock changed"
+        );
+    };
+
+    // A changed line of the signed text.
+    let text = String::from_utf8(signed.clone()).unwrap();
+    fs::write(
+        &inrelease,
+        text.replacen("Origin: pideploy-test", "Origin: pideploy-evil", 1),
+    )
+    .unwrap();
+    refused(
+        "altered InRelease",
+        &["/debian/dists/bookworm/InRelease", "was altered"],
+    );
+
+    // Signed by a key the board does not list (another gpg key, good signature).
+    let stranger = Gpg::new(&f.w().join("gnupg-stranger"), None);
+    sign_suite(&stranger, &suite, None);
+    refused("unknown key", &["does not trust", "--keyring"]);
+    // ... which `--keyring SOURCE=FILE` accepts, for that source only.
+    let key = f.w().join("stranger.asc");
+    fs::write(&key, stranger.public_key()).unwrap();
+    let out = lock_with(&f, &[format!("--keyring=debian={}", key.display())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(f.lock()).unwrap(), good);
+
+    // An index that is not the one the Release lists.
+    fs::write(&inrelease, &signed).unwrap();
+    let index = suite.join("main/binary-arm64/Packages.xz");
+    let original = fs::read(&index).unwrap();
+    let mut other = original.clone();
+    other.extend_from_slice(b"\0");
+    fs::write(&index, &other).unwrap();
+    refused("index size", &["main/binary-arm64/Packages.xz", "size is"]);
+    let mut other = original.clone();
+    let at = other.len() / 2;
+    other[at] ^= 1;
+    fs::write(&index, &other).unwrap();
+    refused(
+        "index digest",
+        &[
+            "main/binary-arm64/Packages.xz",
+            "sha256 is",
+            &sha256_hex(&other),
+        ],
+    );
+    fs::write(&index, &original).unwrap();
+
+    // A Release past its Valid-Until (a replayed old archive).
+    let gpg = Gpg {
+        home: f.w().join("gnupg"),
+        faked: None,
+    };
+    sign_suite(
+        &gpg,
+        &suite,
+        Some("Valid-Until: Thu, 01 Jan 2015 00:00:00 UTC\n"),
+    );
+    refused("stale", &["Valid-Until", "2015-01-01 00:00:00 UTC"]);
+    // A key that expired (made and used in 2020, valid for a day): its signature does not count.
+    let old = Gpg::new(&f.w().join("gnupg-2020"), Some(("20200101T000000", "1d")));
+    sign_suite(&old, &suite, None);
+    let old_key = f.w().join("old.asc");
+    fs::write(&old_key, old.public_key()).unwrap();
+    let out = lock_with(&f, &[format!("--keyring=debian={}", old_key.display())]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("expired at 2020-01-02"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(f.lock()).unwrap(), good);
+
+    // Unsigned: no InRelease, no Release.gpg.
+    sign_suite(&gpg, &suite, None);
+    fs::remove_file(&inrelease).unwrap();
+    refused("unsigned", &["no InRelease and no Release.gpg"]);
+    // Release + a detached Release.gpg, as older archives serve it: accepted, the same lock.
+    run(gpg
+        .cmd()
+        .args(["--armor", "--detach-sign", "--output"])
+        .arg(suite.join("Release.gpg"))
+        .arg(suite.join("Release")));
+    let out = lock_with(&f, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(f.lock()).unwrap(), good);
+    // ... and a detached signature over other bytes is refused.
+    let release = fs::read_to_string(suite.join("Release")).unwrap();
+    fs::write(
+        suite.join("Release"),
+        release.replacen("pideploy-test", "pideploy-evil", 1),
+    )
+    .unwrap();
+    refused(
+        "altered Release",
+        &["/debian/dists/bookworm/Release", "was altered"],
+    );
+}
+
+fn lock_with(f: &Fixture, extra: &[String]) -> Output {
+    f.pideploy(&f.w().join("unused-cache"))
+        .arg("lock")
+        .arg("-c")
+        .arg(&f.config)
+        .arg("-b")
+        .arg(&f.board)
+        .args(extra)
+        .output()
+        .unwrap()
 }

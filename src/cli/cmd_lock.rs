@@ -22,6 +22,10 @@ pub struct LockArgs {
     /// SOURCE is an `[[apt]]` name of the board (repeatable; gz/xz/zst/plain).
     #[arg(long, value_name = "SOURCE=FILE")]
     index: Vec<String>,
+    /// Verify an apt source's InRelease with the OpenPGP keys in FILE instead of the board's
+    /// keyring for it: SOURCE=FILE (repeatable; armored or binary).
+    #[arg(long, value_name = "SOURCE=FILE")]
+    keyring: Vec<String>,
 }
 
 /// `pideploy fetch`.
@@ -66,22 +70,38 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
     let board = &loaded.board;
     // Indexes by source, in the board's order (later sources may carry newer versions).
     let mut indexes: Vec<(String, String, Vec<Package>)> = Vec::new();
-    let mut given: Vec<(String, PathBuf)> = Vec::new();
-    for spec in &a.index {
+    let source_named = |flag: &str, spec: &str| -> Result<(String, PathBuf), String> {
         let (name, file) = spec.split_once('=').ok_or_else(|| {
-            format!("--index {spec}: expected SOURCE=FILE, e.g. debian=Packages.xz")
+            let example = if flag == "index" {
+                "Packages.xz"
+            } else {
+                "keys.asc"
+            };
+            format!("--{flag} {spec}: expected SOURCE=FILE, e.g. debian={example}")
         })?;
         if !board.apt.iter().any(|s| s.name == name) {
             let names: Vec<&str> = board.apt.iter().map(|s| s.name.as_str()).collect();
             return Err(format!(
-                "--index {spec}: board {} has no apt source {name:?} (it has: {})",
+                "--{flag} {spec}: board {} has no apt source {name:?} (it has: {})",
                 board.name,
                 names.join(", ")
-            )
-            .into());
+            ));
         }
-        given.push((name.to_string(), PathBuf::from(file)));
-    }
+        Ok((name.to_string(), PathBuf::from(file)))
+    };
+    let given = a
+        .index
+        .iter()
+        .map(|s| source_named("index", s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keyrings = a
+        .keyring
+        .iter()
+        .map(|s| source_named("keyring", s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     for src in &board.apt {
         let files: Vec<&PathBuf> = given
             .iter()
@@ -90,11 +110,17 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
             .collect();
         let mut pkgs = Vec::new();
         if files.is_empty() {
-            for comp in &src.components {
-                let url = apt_index::index_url(&src.url, &src.suite, comp, &board.arch);
-                ui.info(format!("downloading {url}"));
-                pkgs.extend(apt_index::download(&url)?);
-            }
+            let (origin, bytes) = match keyrings.iter().rev().find(|(n, _)| *n == src.name) {
+                Some((_, f)) => (
+                    f.display().to_string(),
+                    std::fs::read(f).map_err(|e| format!("--keyring {}: {e}", f.display()))?,
+                ),
+                None => pideploy_config::Board::apt_keyring(&loaded.config.board, src)?,
+            };
+            let keys = pideploy_debian::release::Keyring::parse(&bytes, &origin)?;
+            pkgs = apt_index::download(src, &board.arch, &keys, now, &mut |url| {
+                ui.info(format!("downloading {url}"))
+            })?;
         } else {
             for f in files {
                 // Checked before opening: a fifo would block, /dev/zero would never end.

@@ -168,19 +168,11 @@ pub fn eeprom_update_timestamp(lines: &[String]) -> Option<u64> {
 /// `tryboot`) at https://www.raspberrypi.com/documentation/computers/configuration.html#firmware-parameters .
 pub const MIN_BOOTLOADER: u64 = 1_702_512_000;
 
-/// `YYYY-MM-DD` of a Unix time (UTC), without a date library.
+/// `YYYY-MM-DD` of a Unix time (UTC).
 pub fn date(secs: u64) -> String {
-    // Howard Hinnant's civil-from-days.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let mut t = pideploy_debian::release::utc(i64::try_from(secs).unwrap_or(i64::MAX / 2));
+    t.truncate(10);
+    t
 }
 
 /// The verdicts on the EEPROM bootloader and tryboot.

@@ -16,6 +16,19 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// Built-in OpenPGP keyrings (`boards/keys/`), by the name an `[[apt]] keyring` gives: the keys
+/// that sign each archive's `InRelease` (where each came from is written at the top of its file).
+const BUILTIN_KEYRINGS: &[(&str, &str)] = &[
+    (
+        "debian.asc",
+        include_str!("../../../boards/keys/debian.asc"),
+    ),
+    (
+        "raspberrypi.asc",
+        include_str!("../../../boards/keys/raspberrypi.asc"),
+    ),
+];
+
 /// Everything pideploy needs to know about one kind of machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +148,9 @@ pub struct AptSource {
     pub suite: String,
     /// Components, e.g. `["main"]`.
     pub components: Vec<String>,
+    /// The OpenPGP keys the archive signs its `InRelease` with: a built-in keyring
+    /// (`debian.asc`, `raspberrypi.asc`) or a file, relative to the board file.
+    pub keyring: String,
 }
 
 /// QEMU settings for boards the harness can run.
@@ -170,6 +186,36 @@ impl Board {
         let path = Path::new(name_or_path);
         let text = crate::error::read_config_text(path)?;
         Self::from_toml_str(&text, name_or_path)
+    }
+
+    /// The keyring of the apt source `source` of the board `board` (a built-in name or a board
+    /// file's path, as given to [`Board::load`]): (where it came from, its bytes).
+    pub fn apt_keyring(board: &str, source: &AptSource) -> Result<(String, Vec<u8>), ConfigError> {
+        if let Some((name, text)) = BUILTIN_KEYRINGS.iter().find(|(n, _)| *n == source.keyring) {
+            return Ok((format!("boards/keys/{name}"), text.as_bytes().to_vec()));
+        }
+        let unknown = || ConfigError::UnknownKeyring {
+            board: board.to_owned(),
+            source_name: source.name.clone(),
+            keyring: source.keyring.clone(),
+            known: BUILTIN_KEYRINGS
+                .iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect(),
+        };
+        if !is_board_path(board) {
+            return Err(unknown());
+        }
+        let dir = Path::new(board).parent().unwrap_or(Path::new("."));
+        let path = dir.join(&source.keyring);
+        if !path.is_file() {
+            return Err(unknown());
+        }
+        let bytes = std::fs::read(&path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        Ok((path.display().to_string(), bytes))
     }
 
     /// Names of the built-in boards.
@@ -239,6 +285,9 @@ impl Board {
         for source in &self.apt {
             if !(source.url.starts_with("http://") || source.url.starts_with("https://")) {
                 push("apt.url", "must be an http:// or https:// URL");
+            }
+            if source.keyring.is_empty() {
+                push("apt.keyring", "names the keys that sign the archive (e.g. \"debian.asc\"); pideploy uses only signed indexes");
             }
             if source.name.is_empty() || source.suite.is_empty() || source.components.is_empty() {
                 push("apt", "each source needs a name, a suite and components");

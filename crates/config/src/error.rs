@@ -44,6 +44,18 @@ pub enum ConfigError {
         /// The built-in board names.
         known: Vec<String>,
     },
+    /// An `[[apt]] keyring` names neither a built-in keyring nor a file next to the board.
+    #[error("{board}: apt source `{source_name}` names keyring `{keyring}`, which is neither built in ({}) nor a file (paths are relative to the board file)", .known.join(", "))]
+    UnknownKeyring {
+        /// The board (name or file).
+        board: String,
+        /// The apt source.
+        source_name: String,
+        /// What it named.
+        keyring: String,
+        /// The built-in keyrings.
+        known: Vec<String>,
+    },
     /// The config could not be turned into its canonical form for the digest.
     #[error("serialising the config for its digest: {0}")]
     Canonical(#[source] serde_json::Error),

@@ -9,6 +9,7 @@ pub mod decompress;
 mod error;
 pub mod packages;
 pub mod relation;
+pub mod release;
 pub mod resolve;
 mod unpack;
 pub mod version;
