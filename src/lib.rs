@@ -10,3 +10,4 @@ pub mod deploy;
 pub mod doctor;
 pub mod fleet;
 pub mod image_build;
+pub mod locking;

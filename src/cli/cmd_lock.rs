@@ -1,31 +1,55 @@
 //! `lock`, `fetch`, `cache import|list|verify`.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use pideploy_cache::{LockFile, LockedPackage, Role};
-use pideploy_debian::packages::Package;
-use pideploy_debian::resolve::{resolve, ResolveOptions};
+use pideploy_cache::LockedPackage;
 
 use super::context::{load, read_lock, Context};
 use super::{CmdResult, Global, Target, Ui};
-use crate::apt_index;
-use crate::closure::wanted_packages;
+use crate::locking;
 
-/// `pideploy lock`.
+/// Where `lock` and `outdated` get their indexes and keys.
 #[derive(Args, Debug)]
-pub struct LockArgs {
-    #[command(flatten)]
-    target: Target,
+pub struct IndexArgs {
     /// Use a local Packages index for an apt source instead of downloading it: SOURCE=FILE, where
-    /// SOURCE is an `[[apt]]` name of the board (repeatable; gz/xz/zst/plain).
+    /// SOURCE is an `[[apt]]` name of the board (repeatable; gz/xz/zst/plain). A local index is
+    /// trusted as given (apt verified its own lists under /var/lib/apt/lists).
     #[arg(long, value_name = "SOURCE=FILE")]
     index: Vec<String>,
     /// Verify an apt source's InRelease with the OpenPGP keys in FILE instead of the board's
     /// keyring for it: SOURCE=FILE (repeatable; armored or binary).
     #[arg(long, value_name = "SOURCE=FILE")]
     keyring: Vec<String>,
+}
+
+/// `pideploy lock`.
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    indexes: IndexArgs,
+    /// Take the newest versions: of everything (`--update`), or of the packages named (and what
+    /// they now need). Without it, the lock's versions are kept wherever the archives still have
+    /// them and only what the config adds or drops changes.
+    #[arg(long, value_name = "PKG", num_args = 0..)]
+    update: Option<Vec<String>>,
+    /// Print the changes as JSON (package, old, new, source, security).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `pideploy outdated`.
+#[derive(Args, Debug)]
+pub struct OutdatedArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    indexes: IndexArgs,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `pideploy fetch`.
@@ -61,147 +85,112 @@ pub enum CacheCmd {
     },
 }
 
-fn follow_linux_image(name: &str) -> bool {
-    name.starts_with("linux-image-")
-}
-
-pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
-    let loaded = load(&a.target)?;
-    let board = &loaded.board;
-    // Indexes by source, in the board's order (later sources may carry newer versions).
-    let mut indexes: Vec<(String, String, Vec<Package>)> = Vec::new();
-    let source_named = |flag: &str, spec: &str| -> Result<(String, PathBuf), String> {
-        let (name, file) = spec.split_once('=').ok_or_else(|| {
+/// `--index`/`--keyring SOURCE=FILE` values, each naming one of the board's apt sources.
+fn source_files(
+    board: &pideploy_config::Board,
+    flag: &str,
+    specs: &[String],
+) -> Result<Vec<(String, PathBuf)>, String> {
+    specs
+        .iter()
+        .map(|spec| {
             let example = if flag == "index" {
                 "Packages.xz"
             } else {
                 "keys.asc"
             };
-            format!("--{flag} {spec}: expected SOURCE=FILE, e.g. debian={example}")
-        })?;
-        if !board.apt.iter().any(|s| s.name == name) {
-            let names: Vec<&str> = board.apt.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!(
-                "--{flag} {spec}: board {} has no apt source {name:?} (it has: {})",
-                board.name,
-                names.join(", ")
-            ));
-        }
-        Ok((name.to_string(), PathBuf::from(file)))
+            let (name, file) = spec.split_once('=').ok_or_else(|| {
+                format!("--{flag} {spec}: expected SOURCE=FILE, e.g. debian={example}")
+            })?;
+            if !board.apt.iter().any(|s| s.name == name) {
+                let names: Vec<&str> = board.apt.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!(
+                    "--{flag} {spec}: board {} has no apt source {name:?} (it has: {})",
+                    board.name,
+                    names.join(", ")
+                ));
+            }
+            Ok((name.to_string(), PathBuf::from(file)))
+        })
+        .collect()
+}
+
+/// The board's indexes, as `lock` and `outdated` read them.
+fn read_indexes(
+    ui: &Ui,
+    loaded: &super::context::Loaded,
+    a: &IndexArgs,
+) -> Result<Vec<locking::SourceIndex>, Box<dyn std::error::Error + Send + Sync>> {
+    let inputs = locking::IndexInputs {
+        files: source_files(&loaded.board, "index", &a.index)?,
+        keyrings: source_files(&loaded.board, "keyring", &a.keyring)?,
     };
-    let given = a
-        .index
-        .iter()
-        .map(|s| source_named("index", s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let keyrings = a
-        .keyring
-        .iter()
-        .map(|s| source_named("keyring", s))
-        .collect::<Result<Vec<_>, _>>()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    for src in &board.apt {
-        let files: Vec<&PathBuf> = given
-            .iter()
-            .filter(|(n, _)| *n == src.name)
-            .map(|(_, f)| f)
-            .collect();
-        let mut pkgs = Vec::new();
-        if files.is_empty() {
-            let (origin, bytes) = match keyrings.iter().rev().find(|(n, _)| *n == src.name) {
-                Some((_, f)) => (
-                    f.display().to_string(),
-                    std::fs::read(f).map_err(|e| format!("--keyring {}: {e}", f.display()))?,
-                ),
-                None => pideploy_config::Board::apt_keyring(&loaded.config.board, src)?,
-            };
-            let keys = pideploy_debian::release::Keyring::parse(&bytes, &origin)?;
-            pkgs = apt_index::download(src, &board.arch, &keys, now, &mut |url| {
-                ui.info(format!("downloading {url}"))
-            })?;
-        } else {
-            for f in files {
-                // Checked before opening: a fifo would block, /dev/zero would never end.
-                let meta = std::fs::metadata(f)
-                    .map_err(|e| format!("reading index {}: {e}", f.display()))?;
-                if !meta.is_file() {
-                    return Err(format!(
-                        "index {} is not a regular file; give a Packages file (plain, .gz, .xz or .zst)",
-                        f.display()
-                    )
-                    .into());
-                }
-                let file = std::fs::File::open(f)
-                    .map_err(|e| format!("reading index {}: {e}", f.display()))?;
-                let bytes = pideploy_debian::packages::read_capped(file, &f.display().to_string())?;
-                pkgs.extend(
-                    pideploy_debian::packages::parse_bytes(&bytes)
-                        .map_err(|e| format!("index {}: {e}", f.display()))?,
-                );
-            }
-        }
-        indexes.push((src.name.clone(), src.url.clone(), pkgs));
-    }
-    let only: Vec<Vec<Package>> = indexes.iter().map(|(_, _, p)| p.clone()).collect();
-    let roots = wanted_packages(&loaded.config, board);
-    let opts = ResolveOptions::new(board.arch.clone());
-    let packages = resolve(&only, &roots, &opts)?;
-    let mut kopts = ResolveOptions::new(board.arch.clone());
-    if board.kernel.follow_prefix != "linux-image-" {
-        return Err(format!(
-            "board {}: kernel.follow_prefix must be \"linux-image-\"",
-            board.name
-        )
-        .into());
-    }
-    kopts.follow = Some(follow_linux_image);
-    let kernel = resolve(&only, std::slice::from_ref(&board.kernel.package), &kopts)?;
+    Ok(locking::indexes(
+        &loaded.board,
+        &loaded.config.board,
+        &inputs,
+        now,
+        &mut |url| ui.info(format!("downloading {url}")),
+    )?)
+}
 
-    let locate = |p: &Package| -> Result<(String, String), String> {
-        indexes
-            .iter()
-            .rev()
-            .find(|(_, _, pk)| {
-                pk.iter()
-                    .any(|q| q.name == p.name && q.version == p.version && q.filename == p.filename)
-            })
-            .map(|(n, u, _)| (n.clone(), u.clone()))
-            .ok_or_else(|| format!("resolved package {} is in no index", p.name))
-    };
-    let mut locked = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (role, list) in [(Role::Package, &packages), (Role::Kernel, &kernel)] {
-        for p in list.iter() {
-            if !seen.insert((p.name.clone(), role)) {
-                continue;
-            }
-            let (source, base) = locate(p)?;
-            locked.push(LockedPackage {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                architecture: p.architecture.clone(),
-                source,
-                url: format!("{}/{}", base.trim_end_matches('/'), p.filename),
-                filename: p.filename.clone(),
-                size: p.size,
-                sha256: p.sha256.clone(),
-                role,
-            });
-        }
+/// The changes as a table for people, or JSON.
+fn print_changes(changes: &[locking::Change], json: bool, what: &str) -> CmdResult {
+    if json {
+        println!("{}", serde_json::to_string_pretty(changes)?);
+        return Ok(0);
     }
-    let mut all_roots = roots.clone();
-    all_roots.push(board.kernel.package.clone());
-    let lockfile = LockFile {
-        version: 1,
-        board: board.name.clone(),
-        roots: all_roots,
-        packages: locked,
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let width = changes
+        .iter()
+        .map(|c| c.package.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    println!(
+        "{:width$}  {:<40}  {:<16}  {what}",
+        "package", "version", "source"
+    );
+    for c in changes {
+        let v = format!(
+            "{} -> {}",
+            c.old.as_deref().unwrap_or("(new)"),
+            c.new.as_deref().unwrap_or("(removed)")
+        );
+        let sec = if c.security { "security" } else { "" };
+        println!("{:width$}  {v:<40}  {:<16}  {sec}", c.package, c.source);
+    }
+    Ok(0)
+}
+
+pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
+    let loaded = load(&a.target)?;
+    let indexes = read_indexes(ui, &loaded, &a.indexes)?;
+    // An unreadable old lock is replaced, as before there was `--update`; one that reads keeps
+    // its versions unless told otherwise.
+    let old = read_lock(&loaded.lock_path).ok().map(|(l, _)| l);
+    let keep = match (&old, &a.update) {
+        (None, _) => locking::Keep::Nothing,
+        (Some(_), Some(names)) if names.is_empty() => locking::Keep::Nothing,
+        (Some(old), None) => locking::Keep::All(old),
+        (Some(old), Some(names)) => locking::Keep::AllBut(old, names),
     };
-    let old = std::fs::read_to_string(&loaded.lock_path).ok();
+    let lockfile = locking::resolve_lock(&loaded.config, &loaded.board, &indexes, keep)?;
+    let empty = pideploy_cache::LockFile {
+        version: 1,
+        board: loaded.board.name.clone(),
+        roots: Vec::new(),
+        packages: Vec::new(),
+    };
+    let changes = locking::changes(old.as_ref().unwrap_or(&empty), &lockfile, &indexes);
+    let before = std::fs::read_to_string(&loaded.lock_path).ok();
     let new = lockfile.to_toml();
-    if old.as_deref() == Some(new.as_str()) {
+    if before.as_deref() == Some(new.as_str()) {
         ui.info(format!(
             "{} is up to date ({} packages)",
             loaded.lock_path.display(),
@@ -210,12 +199,45 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
     } else {
         lockfile.save(&loaded.lock_path)?;
         ui.info(format!(
-            "wrote {} ({} packages)",
+            "wrote {} ({} packages, {} changed)",
             loaded.lock_path.display(),
-            lockfile.packages.len()
+            lockfile.packages.len(),
+            changes.len()
         ));
     }
+    // A first lock lists every package; later ones what changed.
+    if old.is_some() || a.json {
+        print_changes(&changes, a.json, "")?;
+    }
     Ok(0)
+}
+
+pub fn outdated(ui: &Ui, _g: &Global, a: OutdatedArgs) -> CmdResult {
+    let loaded = load(&a.target)?;
+    let (old, _) = read_lock(&loaded.lock_path)?;
+    let indexes = read_indexes(ui, &loaded, &a.indexes)?;
+    let newest = locking::resolve_lock(
+        &loaded.config,
+        &loaded.board,
+        &indexes,
+        locking::Keep::Nothing,
+    )?;
+    let changes = locking::changes(&old, &newest, &indexes);
+    let security = changes.iter().filter(|c| c.security).count();
+    if !a.json {
+        if changes.is_empty() {
+            ui.info(format!(
+                "{} is up to date with the archives",
+                loaded.lock_path.display()
+            ));
+        } else {
+            ui.info(format!(
+                "{} packages have newer versions ({security} from security suites); `pideploy lock --update` takes them",
+                changes.len()
+            ));
+        }
+    }
+    print_changes(&changes, a.json, "")
 }
 
 pub fn fetch(ui: &Ui, g: &Global, a: FetchArgs) -> CmdResult {

@@ -78,6 +78,8 @@ enum Command {
     Init(cmd_build::InitArgs),
     /// Resolve the board's and config's packages from apt indexes and pin them in pideploy.lock.
     Lock(cmd_lock::LockArgs),
+    /// Show which locked packages the archives have newer versions of (security ones marked).
+    Outdated(cmd_lock::OutdatedArgs),
     /// Download what the lock file pins into the cache (verifying sha256).
     Fetch(cmd_lock::FetchArgs),
     /// Manage the artifact cache.
@@ -127,6 +129,7 @@ pub fn run() -> i32 {
     let result = match cli.cmd {
         Command::Init(a) => cmd_build::init(&ui, a),
         Command::Lock(a) => cmd_lock::lock(&ui, &cli.global, a),
+        Command::Outdated(a) => cmd_lock::outdated(&ui, &cli.global, a),
         Command::Fetch(a) => cmd_lock::fetch(&ui, &cli.global, a),
         Command::Cache(c) => cmd_lock::cache(&ui, &cli.global, c),
         Command::Build(a) => cmd_build::build(&ui, &cli.global, a),

@@ -23,6 +23,9 @@ pub struct ResolveOptions {
     /// Only dependencies whose name satisfies this are followed (None = all). Used e.g. to follow a kernel
     /// metapackage to the real linux-image package without pulling kmod/initramfs-tools.
     pub follow: Option<fn(&str) -> bool>,
+    /// Versions to keep (package name -> version), e.g. a lock's: such a version is taken where
+    /// it is in the indexes and meets the dependency; otherwise the highest that does.
+    pub prefer: BTreeMap<String, String>,
 }
 
 impl ResolveOptions {
@@ -32,6 +35,7 @@ impl ResolveOptions {
             arch: arch.into(),
             exclude: BTreeSet::new(),
             follow: None,
+            prefer: BTreeMap::new(),
         }
     }
 }
@@ -42,6 +46,7 @@ impl fmt::Debug for ResolveOptions {
             .field("arch", &self.arch)
             .field("exclude", &self.exclude)
             .field("follow", &self.follow.map(|_| "fn"))
+            .field("prefer", &self.prefer.len())
             .finish()
     }
 }
@@ -96,6 +101,8 @@ struct Universe<'a> {
     providers: HashMap<String, Vec<(&'a Package, Dep)>>,
     /// Packages seen under other architectures, only to explain failures.
     other_arch: HashMap<&'a str, Vec<&'a Package>>,
+    /// Versions to keep where they serve ([`ResolveOptions::prefer`]).
+    prefer: BTreeMap<String, String>,
 }
 
 impl<'a> Universe<'a> {
@@ -104,6 +111,7 @@ impl<'a> Universe<'a> {
             by_name: HashMap::new(),
             providers: HashMap::new(),
             other_arch: HashMap::new(),
+            prefer: opts.prefer.clone(),
         };
         for pkg in indexes.iter().flatten() {
             if pkg.architecture != opts.arch && pkg.architecture != "all" {
@@ -126,13 +134,18 @@ impl<'a> Universe<'a> {
         if !qualifier_ok(dep, arch) {
             return None;
         }
-        highest(
+        let meeting = || {
             self.by_name
-                .get(dep.name.as_str())?
-                .iter()
+                .get(dep.name.as_str())
+                .into_iter()
+                .flatten()
                 .copied()
-                .filter(|p| dep.matches_version(&p.version)),
-        )
+                .filter(|p| dep.matches_version(&p.version))
+        };
+        let kept = self.prefer.get(dep.name.as_str());
+        meeting()
+            .find(|p| Some(&p.version) == kept)
+            .or_else(|| highest(meeting()))
     }
 
     /// The providers of virtual `dep` that meet it, as (provider name -> its highest such version).
@@ -144,7 +157,10 @@ impl<'a> Universe<'a> {
         for (pkg, provided) in self.providers.get(&dep.name).into_iter().flatten() {
             if provides_satisfies(provided, dep) {
                 let slot = out.entry(pkg.name.as_str()).or_insert(pkg);
-                if version::compare(&pkg.version, &slot.version).is_gt() {
+                let kept = |p: &Package| self.prefer.get(&p.name) == Some(&p.version);
+                if !kept(slot)
+                    && (kept(pkg) || version::compare(&pkg.version, &slot.version).is_gt())
+                {
                     *slot = pkg;
                 }
             }

@@ -321,3 +321,33 @@ fn cycles_terminate() {
     ]);
     assert_eq!(run(&[idx], &["a"], &arm64()).unwrap(), ["a=1", "b=1"]);
 }
+
+/// A lock's versions are kept where they are offered and still meet the dependency; a package
+/// let go of (or one whose kept version no longer serves) gets the highest.
+#[test]
+fn preferred_versions_are_kept_where_they_serve() {
+    let idx = index(&[
+        stanza("app", "1.0", "arm64", "Depends: libfoo (>= 2)\n"),
+        stanza("app", "2.0", "arm64", "Depends: libfoo (>= 4)\n"),
+        stanza("libfoo", "2.0", "arm64", ""),
+        stanza("libfoo", "3.0", "arm64", ""),
+        stanza("libfoo", "4.0", "arm64", ""),
+        stanza("vim-a", "1", "arm64", "Provides: editor\n"),
+        stanza("vim-a", "2", "arm64", "Provides: editor\n"),
+    ]);
+    let mut opts = arm64();
+    opts.prefer = [("app", "1.0"), ("libfoo", "2.0"), ("vim-a", "1")]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let kept = run(std::slice::from_ref(&idx), &["app", "editor"], &opts).unwrap();
+    assert_eq!(kept, ["app=1.0", "libfoo=2.0", "vim-a=1"]);
+    // `app` let go of: its new version needs libfoo >= 4, so the kept 2.0 no longer serves.
+    opts.prefer.remove("app");
+    let updated = run(std::slice::from_ref(&idx), &["app", "editor"], &opts).unwrap();
+    assert_eq!(updated, ["app=2.0", "libfoo=4.0", "vim-a=1"]);
+    // A kept version the index no longer offers: the highest.
+    opts.prefer.insert("vim-a".into(), "0.9".into());
+    let gone = run(&[idx], &["editor"], &opts).unwrap();
+    assert_eq!(gone, ["vim-a=2"]);
+}
