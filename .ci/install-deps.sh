@@ -35,6 +35,7 @@ dig bind9-dnsutils                   the DNS client that asks avahi on the guest
 shellcheck shellcheck                tests/scripts_lint.rs checks every shell script of the project
 gpg gpg                              tests/fetch_build.rs signs its local apt archive as Debian signs its own
 gpg-agent gpg-agent                  gpg signs through its agent
+age age                              the age reference tool encrypts the secret files tests decrypt
 '
 need=
 for cmd in $(echo "$wanted" | awk 'NF { print $1 ":" $2 }'); do

@@ -47,13 +47,29 @@ fn switch_noop_generations_rollback_and_lock_on_a_local_root() {
         config(
             "deploypi",
             "packages = [\"tree\"]\n",
-            "\n[[files]]\npath = \"/etc/motd\"\ncontent = \"generation two\\n\"\n\n[[secrets]]\nsource = \"token.txt\"\ntarget = \"/etc/pideploy-secrets/token\"\nowner = \"pi\"\ngroup = \"pi\"\n",
+            "\n[[files]]\npath = \"/etc/motd\"\ncontent = \"generation two\\n\"\n\n[[secrets]]\nsource = \"token.age\"\ntarget = \"/etc/pideploy-secrets/token\"\nowner = \"pi\"\ngroup = \"pi\"\n",
         ),
     )
     .unwrap();
-    // Only the deploy may carry this; it must never land in a store.
+    // Only the deploy may carry this; it must never land in a store. It is kept encrypted with
+    // age (by the `age` tool, to an X25519 identity made by `age-keygen`) and decrypted in memory.
     const SECRET: &str = "s3cr3t-token-4f1d9c";
-    fs::write(w.join("b/token.txt"), SECRET).unwrap();
+    let identity = w.join("age-identity.txt");
+    run(Command::new("age-keygen").arg("-o").arg(&identity));
+    let recipient = fs::read_to_string(&identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    let mut age = Command::new("age")
+        .args(["--armor", "-r", &recipient, "-o"])
+        .arg(w.join("b/token.age"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut age.stdin.take().unwrap(), SECRET.as_bytes()).unwrap();
+    assert!(age.wait().unwrap().success());
+    std::env::set_var("PIDEPLOY_AGE_IDENTITY", &identity);
     let (a_lock, b_lock) = (w.join("a/pideploy.lock"), w.join("b/pideploy.lock"));
     lock_and_import(&a_cfg, &a_lock, &cache, &store);
     lock_and_import(&b_cfg, &b_lock, &cache, &store);
@@ -153,6 +169,19 @@ fn switch_noop_generations_rollback_and_lock_on_a_local_root() {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(&secret).unwrap();
         assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o400, 1000, 1000));
+    }
+    // On this side nothing holds the plaintext: only the target's secret and its kept set do.
+    let hits = Command::new("grep")
+        .args(["-rl", SECRET])
+        .arg(w)
+        .output()
+        .unwrap();
+    for hit in String::from_utf8_lossy(&hits.stdout).lines() {
+        assert!(
+            Path::new(hit).starts_with(root.join("etc/pideploy-secrets"))
+                || Path::new(hit).starts_with(root.join("var/lib/pideploy/secrets")),
+            "plaintext secret in {hit}"
+        );
     }
     for store_dir in [root.join("pideploy"), store.clone()] {
         let hits = Command::new("grep")

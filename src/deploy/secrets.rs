@@ -68,9 +68,9 @@ pub fn bundle(config: &HostConfig) -> Result<Bundle, DeployError> {
                 s.target
             )));
         }
-        let data = std::fs::read(&s.source).map_err(|e| {
-            DeployError::Local(format!("reading secret source {}: {e}", s.source.display()))
-        })?;
+        // Plaintext, or age-encrypted and decrypted here in memory.
+        let data = pideploy_config::sealed::read_secret(&s.source)
+            .map_err(|e| DeployError::Local(format!("secret {}: {e}", s.target)))?;
         add(&mut tar, &i.to_string(), &data)?;
         list += &format!("{i} {} {uid} {gid} {}\n", s.mode, s.target);
     }
@@ -105,12 +105,9 @@ pub fn wifi_passphrases(config: &HostConfig) -> Result<Vec<(String, Vec<u8>)>, D
     };
     for (i, n) in wifi.networks.iter().enumerate() {
         let Some(file) = &n.psk_file else { continue };
-        let mut data = std::fs::read(file).map_err(|e| {
-            DeployError::Local(format!(
-                "network.wifi.networks[{i}].psk_file: reading {}: {e}",
-                file.display()
-            ))
-        })?;
+        // Plaintext, or age-encrypted and decrypted here in memory.
+        let mut data = pideploy_config::sealed::read_secret(file)
+            .map_err(|e| DeployError::Local(format!("network.wifi.networks[{i}].psk_file: {e}")))?;
         for end in [&b"\n"[..], b"\r"] {
             if data.ends_with(end) {
                 data.pop();

@@ -10,6 +10,7 @@ mod digest;
 mod error;
 mod host;
 pub mod rules;
+pub mod sealed;
 mod validate;
 
 pub use board::{
