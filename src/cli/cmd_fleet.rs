@@ -15,12 +15,12 @@ use tokio::sync::Semaphore;
 use super::cmd_build::build_for;
 use super::conn::{ConnOpts, Connector};
 use super::{error_line, CmdResult, Context, Global, Target, Ui};
-use crate::deploy::run::{self, BootChange, Event, Job, Outcome};
-use crate::deploy::shared::SharedStreams;
-use crate::deploy::{Activation, DeployError, Mode};
-use crate::fleet::plan::{first_duplicate, group_by};
-use crate::fleet::summary::{table, totals};
-use crate::fleet::{select, HostResult, Inventory, Row};
+use pideploy_deploy::fleet::plan::{first_duplicate, group_by};
+use pideploy_deploy::fleet::summary::{table, totals};
+use pideploy_deploy::fleet::{select, HostResult, Inventory, Row};
+use pideploy_deploy::run::{self, BootChange, Event, Job, Outcome};
+use pideploy_deploy::shared::SharedStreams;
+use pideploy_deploy::{Activation, DeployError, Mode};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 use pideploy_transport::{LocalTransport, SshOptions, SshTransport, Transport};
 
-use crate::deploy::run::Connect;
-use crate::deploy::{AgentCall, DeployError};
+use pideploy_deploy::run::Connect;
+use pideploy_deploy::{AgentCall, DeployError};
 
 /// SSH and target-root options (everything but the target itself).
 #[derive(Args, Debug, Clone, Default)]

@@ -189,7 +189,7 @@ pub fn local_collect(
     // closure() orders dependencies first; reversed, every dependent goes before what it uses.
     let ordered = store.closure(dead)?;
     let dead_set: BTreeSet<&StorePath> = dead.iter().collect();
-    crate::image_build::forget_kept(store, dead)?;
+    store.forget_kept(dead)?;
     let mut freed = 0;
     for p in ordered.iter().rev().filter(|p| dead_set.contains(p)) {
         freed += disk_usage(&store.physical(p));

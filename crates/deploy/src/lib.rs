@@ -1,9 +1,10 @@
 //! The deployer: ask the target what it has, send what it lacks in one stream, activate, record the
 //! generation, write its boot entry. Steps are argv lists for the target agent (`scripts/target.sh`,
 //! kept on the target under its content hash and installed from stdin by the first command that
-//! finds it missing), run over a [`Transport`].
+//! finds it missing), run over a [`Transport`]. [`fleet`] does the same for many hosts at once.
 
 pub mod diff;
+pub mod fleet;
 pub mod gc;
 pub mod run;
 pub mod secrets;
