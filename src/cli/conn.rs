@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use pideploy_transport::{LocalTransport, SshOptions, SshTransport, Transport};
 
+use pideploy_deploy::fleet::run::Reach;
 use pideploy_deploy::run::Connect;
 use pideploy_deploy::{AgentCall, DeployError};
 
@@ -235,6 +236,12 @@ impl Connect for Connector {
 
     fn describe(&self) -> String {
         self.target.clone()
+    }
+}
+
+impl Reach for Connector {
+    fn agent(&self) -> Res<AgentCall> {
+        Connector::agent(self)
     }
 }
 

@@ -1,9 +1,11 @@
-//! Deploying to many hosts at once, the pure half: the inventory file (`hosts.toml`), choosing
-//! hosts from it (`--on web-*,@tag`), grouping hosts that share a build, and the summary table.
-//! Running the deploys and drawing progress is the CLI's job; nothing here prints or connects.
+//! Deploying to many hosts at once: the inventory file (`hosts.toml`), choosing hosts from it
+//! (`--on web-*,@tag`), grouping hosts that share a build, running their deploys in parallel
+//! ([`run`]) and the summary table. Building and drawing progress are the CLI's job; nothing here
+//! prints.
 
 pub mod inventory;
 pub mod plan;
+pub mod run;
 pub mod select;
 pub mod summary;
 
