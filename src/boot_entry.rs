@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_agent_writes_the_same_watchdog_timeout() {
-        let agent = include_str!("deploy/scripts/target.sh");
+        let agent = pideploy_deploy::AGENT;
         assert!(
             agent.contains(&format!("kernel_watchdog_timeout={TRIAL_WATCHDOG_SECS}")),
             "target.sh's write_config and TRIAL_WATCHDOG_SECS differ"

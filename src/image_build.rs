@@ -47,7 +47,7 @@ pub enum StageError {
     Activation(String),
     /// A Wi-Fi passphrase could not be read or is not one.
     #[error(transparent)]
-    Secret(#[from] crate::deploy::DeployError),
+    Secret(#[from] pideploy_deploy::DeployError),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
@@ -90,10 +90,6 @@ fn copy_path(src: &Path, dest: &Path) -> Result<u64, StageError> {
     }
 }
 
-/// Where the last image's staged store paths are kept, under the local store's root: the next
-/// image starts from them instead of staging thousands of entries again (most of a one-file
-/// change's image time). Hard links, so it costs inodes, not space, until `pideploy gc`.
-const KEPT_DIR: &str = "image-store";
 /// Prefix of a path being copied into the staged store; renamed to its name once complete.
 const COPYING: &str = ".copying-";
 
@@ -117,7 +113,7 @@ fn stage_store(
     closure: &[StorePath],
     sdir: &Path,
 ) -> Result<Staged, StageError> {
-    let kept = store.root().join(KEPT_DIR);
+    let kept = store.kept_image_store();
     match fs::rename(&kept, sdir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -156,16 +152,7 @@ fn stage_store(
 /// Keeps the staged store of `root` (staged by [`stage_root`]) for the next image. If another
 /// image put its own back first, this one is left to the work dir's removal.
 pub fn keep_staged_store(store: &LocalStore, root: &Path) {
-    let _ = fs::rename(root.join("pideploy/store"), store.root().join(KEPT_DIR));
-}
-
-/// Removes `paths` from the kept staged store, so that collecting them frees their space.
-pub fn forget_kept(store: &LocalStore, paths: &[StorePath]) -> Result<(), StageError> {
-    let kept = store.root().join(KEPT_DIR);
-    for p in paths {
-        pideploy_store::remove_tree(&kept.join(p.base_name()))?;
-    }
-    Ok(())
+    let _ = fs::rename(root.join("pideploy/store"), store.kept_image_store());
 }
 
 /// Fills `root` (empty) with the closure of `toplevel`, its registrations, generation 1 and the
@@ -244,11 +231,11 @@ pub fn stage_root(
 /// too. They are the only secrets an image holds (`[[secrets]]` come with the first switch); an
 /// image made with Wi-Fi is to be kept like the passphrase itself.
 fn wifi_passphrases(config: &HostConfig, root: &Path) -> Result<(), StageError> {
-    let psks = crate::deploy::secrets::wifi_passphrases(config)?;
+    let psks = pideploy_deploy::secrets::wifi_passphrases(config)?;
     if psks.is_empty() {
         return Ok(());
     }
-    let dir = root.join(crate::closure::wifi::PSK_DIR.trim_start_matches('/'));
+    let dir = root.join(pideploy_config::WIFI_PSK_DIR.trim_start_matches('/'));
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
     let mut d = dir.clone();
     while d != root {

@@ -6,8 +6,6 @@ pub mod apt_index;
 pub mod boot_entry;
 pub mod cli;
 pub mod closure;
-pub mod deploy;
 pub mod doctor;
-pub mod fleet;
 pub mod image_build;
 pub mod locking;

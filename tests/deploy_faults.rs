@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use common::*;
-use pideploy::deploy::{self, AgentCall, TargetState};
+use pideploy_deploy::{self as deploy, AgentCall, TargetState};
 use pideploy_store::{LocalStore, StorePath};
 use pideploy_transport::{LocalTransport, Transport, TransportError};
 

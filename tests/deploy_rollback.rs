@@ -368,7 +368,7 @@ fn unhealthy_or_unconfirmed_activations_are_reverted_by_the_target() {
 
 #[test]
 fn a_connection_cut_during_activation_does_not_stop_it_half_way() {
-    use pideploy::deploy::{self, AgentCall};
+    use pideploy_deploy::{self as deploy, AgentCall};
     use pideploy_store::{LocalStore, StorePath};
     use pideploy_transport::LocalTransport;
 

@@ -8,7 +8,7 @@ use std::process::Command;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Scripts that run on the target (busybox ash in the initramfs, dash or ash on the Pi).
-const ON_TARGET: [&str; 2] = ["src/closure/scripts", "src/deploy/scripts"];
+const ON_TARGET: [&str; 2] = ["src/closure/scripts", "crates/deploy/src/scripts"];
 /// Scripts that run on the deploying machine or in CI.
 const ON_HOST: [&str; 4] = ["qemu", "benches", "image-fixtures", ".ci"];
 

@@ -467,7 +467,7 @@ fn secrets_follow_their_generation() {
 /// only they reached; a generation on tryboot trial survives `gc`.
 #[test]
 fn generations_to_keep_after_each_switch_and_gc_spares_a_tryboot_trial() {
-    use pideploy::deploy::{self, AgentCall};
+    use pideploy_deploy::{self as deploy, AgentCall};
     use pideploy_store::{LocalStore, StorePath};
     use pideploy_transport::LocalTransport;
 

@@ -76,7 +76,7 @@ pub fn build_for(
     })?;
     // The latest build of each host and board is what the local gc keeps (see deploy::gc).
     let root_name = format!("{}-{}", loaded.config.hostname, loaded.board.name).replace('/', "_");
-    crate::deploy::gc::record_root(&ctx.store, &root_name, &built.toplevel)
+    pideploy_deploy::gc::record_root(&ctx.store, &root_name, &built.toplevel)
         .map_err(|e| format!("recording {} as a gc root: {e}", built.toplevel.absolute()))?;
     // Said after the fact: a progress line before a failure would make the error two lines.
     ui.info(format!(

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use super::cmd_build::build_for;
-use super::cmd_fleet::{deploy_fleet, Selection, Settings};
+use super::cmd_fleet::{deploy_fleet, Selection};
 use super::conn::{connect, Conn, ConnOpts, Connector};
 use super::{CmdResult, Context, Global, Target, Ui};
-use crate::deploy::diff::{diff, Manifest, SystemDescription};
-use crate::deploy::gc::{self as gcmod, GcPolicy};
-use crate::deploy::run::{self, BootChange, Connect, Event, Job};
-use crate::deploy::{self, Activation, Mode};
+use pideploy_deploy::diff::{diff, Manifest, SystemDescription};
+use pideploy_deploy::fleet::run::Settings;
+use pideploy_deploy::gc::{self as gcmod, GcPolicy};
+use pideploy_deploy::run::{self, BootChange, Connect, Event, Job};
+use pideploy_deploy::{self as deploy, Activation, Mode};
 
 /// `pideploy switch|boot|test`.
 #[derive(Args, Debug)]

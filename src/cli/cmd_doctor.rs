@@ -7,8 +7,8 @@ use clap::Args;
 use super::conn::{ConnOpts, Connector};
 use super::context::{default_cache_dir, default_store_dir};
 use super::{CmdResult, Global, Ui};
-use crate::deploy::run::Connect;
 use crate::doctor::{self, Check, Status};
+use pideploy_deploy::run::Connect;
 
 /// `pideploy doctor [IMAGE] [--target T]`.
 #[derive(Args, Debug)]

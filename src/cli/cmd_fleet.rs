@@ -1,65 +1,27 @@
 //! `switch|boot|test` on several hosts at once: from repeated `--target`s and/or an inventory
-//! (`--hosts`, `--on`). Every distinct config is built once before any host is touched; then the
-//! deploys run in parallel (at most `--limit` at a time), each with its own progress line, and a
-//! summary table closes the run. A failed host never stops the others.
+//! (`--hosts`, `--on`). Every distinct config is built once before any host is touched; then
+//! `pideploy_deploy::fleet::run` runs the deploys in parallel (at most `--limit` at a time), each
+//! with its own progress line here, and a summary table closes the run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pideploy_config::HostConfig;
-use pideploy_store::StorePath;
-use tokio::sync::Semaphore;
 
 use super::cmd_build::build_for;
 use super::conn::{ConnOpts, Connector};
-use super::{error_line, CmdResult, Context, Global, Target, Ui};
-use crate::deploy::run::{self, BootChange, Event, Job, Outcome};
-use crate::deploy::shared::SharedStreams;
-use crate::deploy::{Activation, DeployError, Mode};
-use crate::fleet::plan::{first_duplicate, group_by};
-use crate::fleet::summary::{table, totals};
-use crate::fleet::{select, HostResult, Inventory, Row};
+use super::{error_line, CmdResult, Global, Target, Ui};
+use pideploy_deploy::fleet::plan::{first_duplicate, group_by};
+use pideploy_deploy::fleet::run::{
+    deploy_all, HostError, HostEvent, HostRun, OnHost, Settings, System,
+};
+use pideploy_deploy::fleet::summary::{table, totals};
+use pideploy_deploy::fleet::{select, HostResult, Inventory, Row};
+use pideploy_deploy::run::Event;
+use pideploy_deploy::DeployError;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// What every host's deploy is asked to do (the same for one target or many).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// switch, boot or test.
-    pub mode: Mode,
-    /// `--message`.
-    pub message: String,
-    /// `user@host` of the deployer.
-    pub deployer: String,
-    /// Magic-rollback timeout; `None` turns it off.
-    pub confirm_timeout: Option<Duration>,
-    /// What to do when the boot entry changes.
-    pub boot_change: BootChange,
-    /// How long to wait for a rebooted target.
-    pub boot_timeout: Duration,
-}
-
-impl Settings {
-    /// The job for one deploy of `built`, stamped `time`.
-    pub fn job<'a>(&'a self, built: &'a Built, time: u64) -> Job<'a> {
-        Job {
-            mode: self.mode,
-            store: &built.ctx.store,
-            toplevel: &built.toplevel,
-            closure: &built.closure,
-            config: &built.config,
-            deployer: &self.deployer,
-            time,
-            message: &self.message,
-            confirm_timeout: self.confirm_timeout,
-            boot_change: self.boot_change,
-            boot_timeout: self.boot_timeout,
-            streams: built.streams.as_ref(),
-        }
-    }
-}
 
 /// Which hosts to deploy to.
 #[derive(Debug)]
@@ -76,16 +38,6 @@ pub struct Selection<'a> {
     pub build: &'a Target,
 }
 
-/// One built system, shared by every host that runs it.
-pub struct Built {
-    config: HostConfig,
-    toplevel: StorePath,
-    closure: Vec<StorePath>,
-    ctx: Context,
-    /// With more than one host running it: each set of missing paths is compressed once.
-    streams: Option<SharedStreams>,
-}
-
 /// One host to deploy to.
 #[derive(Debug, Clone)]
 struct Member {
@@ -93,13 +45,6 @@ struct Member {
     target: String,
     opts: ConnOpts,
     build: Target,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The hosts named by `--target`s and the inventory selection, with their settings merged:
@@ -248,72 +193,42 @@ fn event_text(e: &Event) -> String {
     }
 }
 
-/// The summary's generation and result, and the final progress line, for a finished deploy.
-fn finished(mode: Mode, o: &Outcome, took: Duration) -> (Option<u32>, HostResult, String) {
-    let took = format!("{:.1}s", took.as_secs_f64());
+/// The final progress line of a host.
+fn done_text(run: &HostRun) -> String {
+    let took = format!("{:.1}s", run.elapsed.as_secs_f64());
+    let o = match &run.outcome {
+        Ok(o) => o,
+        Err(e) => return format!("FAILED after {took}: {}", error_line(e)),
+    };
     let secrets = match o.secrets {
         0 => String::new(),
         n => format!(", wrote {n} secrets"),
     };
-    match o.activation {
-        Activation::Generation(n) | Activation::Pending(n) => {
-            let (result, what) = match mode {
-                Mode::Switch => (HostResult::Switched, "active and the default"),
-                Mode::Boot => (HostResult::NextBoot, "the default from the next boot"),
-                Mode::Test => (HostResult::Tested, "active"),
+    match (run.generation, run.result) {
+        (Some(n), result) => {
+            let what = match result {
+                HostResult::Switched => "active and the default",
+                HostResult::NextBoot => "the default from the next boot",
+                _ => "active",
             };
-            (
-                Some(n),
-                result,
-                format!("generation {n} is {what}{secrets} ({took})"),
-            )
+            format!("generation {n} is {what}{secrets} ({took})")
         }
-        Activation::Unchanged => (
-            None,
-            HostResult::Unchanged,
-            format!("already running this system; nothing changed{secrets} ({took})"),
-        ),
-        Activation::Tested => (
-            None,
-            HostResult::Tested,
-            format!("activated for testing; a reboot returns to the default{secrets} ({took})"),
-        ),
-    }
-}
-
-/// How one host's deploy ended.
-struct HostEnd {
-    generation: Option<u32>,
-    result: HostResult,
-    /// The error line, when it failed.
-    error: Option<String>,
-    /// What the target said before failing (an activation's log), shown above the error line.
-    output: Vec<String>,
-    /// The deploy itself, not the wait for a free slot.
-    elapsed: Duration,
-}
-
-impl HostEnd {
-    fn failed(why: String) -> Self {
-        HostEnd {
-            generation: None,
-            result: HostResult::Failed,
-            error: Some(why),
-            output: Vec::new(),
-            elapsed: Duration::ZERO,
+        (None, HostResult::Unchanged) => {
+            format!("already running this system; nothing changed{secrets} ({took})")
+        }
+        (None, _) => {
+            format!("activated for testing; a reboot returns to the default{secrets} ({took})")
         }
     }
 }
 
-/// One host's deploy, start to finish, on a blocking thread.
-fn deploy_host(c: &Connector, built: &Built, s: &Settings, line: &HostLine) -> HostEnd {
-    let started = Instant::now();
-    line.say("connecting".into());
-    let result = c.agent().and_then(|call| {
-        let job = s.job(built, now());
-        // Byte progress comes per chunk: one line every few seconds is enough.
-        let mut last_sending: Option<Instant> = None;
-        run::deploy(c, &call, &job, &mut |e| {
+/// What one host's deploy reports goes to its progress line.
+fn host_progress(line: Arc<HostLine>) -> OnHost {
+    // Byte progress comes per chunk: one line every few seconds is enough.
+    let mut last_sending: Option<Instant> = None;
+    Box::new(move |e| match e {
+        HostEvent::Connecting => line.say("connecting".into()),
+        HostEvent::Deploy(e) => {
             if let Event::Sending { .. } = e {
                 if last_sending.is_some_and(|t| t.elapsed() < Duration::from_secs(3)) {
                     return;
@@ -321,87 +236,31 @@ fn deploy_host(c: &Connector, built: &Built, s: &Settings, line: &HostLine) -> H
                 last_sending = Some(Instant::now());
             }
             line.say(event_text(&e))
-        })
-        .map_err(Into::into)
-    });
-    let elapsed = started.elapsed();
-    match result {
-        Ok(o) => {
-            let (generation, result, msg) = finished(s.mode, &o, elapsed);
-            line.done(msg);
-            HostEnd {
-                generation,
-                result,
-                error: None,
-                output: Vec::new(),
-                elapsed,
-            }
         }
-        Err(e) => {
-            let why = error_line(e.as_ref());
-            line.done(format!("FAILED after {:.1}s: {why}", elapsed.as_secs_f64()));
-            let mut output = Vec::new();
-            if let Some(DeployError::Agent { output: o, .. }) = e.downcast_ref() {
-                output = o.lines().map(String::from).collect();
-                // Its last line is already the error's message.
-                output.pop();
-            }
-            HostEnd {
-                elapsed,
-                output,
-                ..HostEnd::failed(why)
-            }
-        }
-    }
+        HostEvent::Done(run) => line.done(done_text(run)),
+    })
 }
 
 /// Builds each distinct system once, all before the first deploy (a build error stops the run
 /// while every host is still untouched); returns the builds and, per member, which one it runs.
-fn build_all(ui: &Ui, g: &Global, members: &[Member]) -> Res<(Vec<Arc<Built>>, Vec<usize>)> {
+fn build_all(ui: &Ui, g: &Global, members: &[Member]) -> Res<(Vec<Arc<System>>, Vec<usize>)> {
     let keys: Vec<_> = members.iter().map(|m| build_key(&m.build)).collect();
     let mut built_for = vec![0; members.len()];
-    let mut builds: Vec<Arc<Built>> = Vec::new();
+    let mut builds: Vec<Arc<System>> = Vec::new();
     for (_, idx) in group_by(&keys) {
-        let hosts = || {
-            idx.iter()
-                .map(|&i| members[i].name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let (loaded, built, _, ctx) = build_for(ui, g, &members[idx[0]].build)
-            .map_err(|e| format!("building for {}: {}", hosts(), error_line(e.as_ref())))?;
-        let closure = ctx
-            .store
-            .closure(std::slice::from_ref(&built.toplevel))
-            .map_err(|e| {
-                format!(
-                    "the closure of {} for {}: {e}",
-                    built.toplevel.absolute(),
-                    hosts()
-                )
-            })?;
+        let hosts: Vec<&str> = idx.iter().map(|&i| members[i].name.as_str()).collect();
+        let (loaded, built, _, ctx) = build_for(ui, g, &members[idx[0]].build).map_err(|e| {
+            format!(
+                "building for {}: {}",
+                hosts.join(", "),
+                error_line(e.as_ref())
+            )
+        })?;
         for &i in &idx {
             built_for[i] = builds.len();
         }
-        let streams = if idx.len() > 1 {
-            Some(
-                SharedStreams::new_in(&ctx.store.root().join("tmp")).map_err(|e| {
-                    format!(
-                        "a temporary directory for the copy streams of {}: {e}",
-                        hosts()
-                    )
-                })?,
-            )
-        } else {
-            None
-        };
-        builds.push(Arc::new(Built {
-            config: loaded.config,
-            toplevel: built.toplevel,
-            closure,
-            ctx,
-            streams,
-        }));
+        let system = System::new(ctx.store, loaded.config, built.toplevel, &hosts)?;
+        builds.push(Arc::new(system));
     }
     Ok((builds, built_for))
 }
@@ -448,55 +307,36 @@ pub fn deploy_fleet(ui: &Ui, g: &Global, sel: Selection, limit: usize, s: Settin
         .collect::<Result<Vec<_>, _>>()?;
 
     let (builds, built_for) = build_all(ui, g, &members)?;
-    let lines = progress_lines(ui, &members);
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .max_blocking_threads(limit)
-        .build()
-        .map_err(|e| format!("starting the deploy runtime: {e}"))?;
-    let sem = Arc::new(Semaphore::new(limit));
-    let settings = Arc::new(s);
-    let handles: Vec<_> = connectors
+    let fleet = connectors
         .into_iter()
+        .zip(progress_lines(ui, &members))
         .enumerate()
-        .map(|(i, c)| {
-            let (sem, built, line, s) = (
-                sem.clone(),
-                builds[built_for[i]].clone(),
-                lines[i].clone(),
-                settings.clone(),
-            );
-            rt.spawn(async move {
-                let Ok(_permit) = sem.acquire_owned().await else {
-                    return HostEnd::failed("the run was stopped".into());
-                };
-                tokio::task::spawn_blocking(move || deploy_host(&c, &built, &s, &line))
-                    .await
-                    .unwrap_or_else(|e| HostEnd::failed(format!("the deploy crashed: {e}")))
-            })
+        .map(|(i, (reach, line))| pideploy_deploy::fleet::run::Member {
+            reach,
+            system: builds[built_for[i]].clone(),
+            on: host_progress(line),
         })
         .collect();
-    let results: Vec<_> = rt.block_on(async {
-        let mut v = Vec::with_capacity(handles.len());
-        for h in handles {
-            v.push(h.await);
-        }
-        v
-    });
+    let runs = deploy_all(fleet, limit, s)?;
 
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (m, r) in members.iter().zip(results) {
-        let end = r.unwrap_or_else(|e| HostEnd::failed(format!("the deploy crashed: {e}")));
-        if let Some(e) = end.error {
-            errors.push((m.name.clone(), end.output, e));
+    for (m, run) in members.iter().zip(runs) {
+        if let Err(e) = &run.outcome {
+            let mut output = Vec::new();
+            if let HostError::Deploy(DeployError::Agent { output: o, .. }) = e {
+                output = o.lines().map(String::from).collect();
+                // Its last line is already the error's message.
+                output.pop();
+            }
+            errors.push((m.name.clone(), output, error_line(e)));
         }
         rows.push(Row {
             host: m.name.clone(),
             target: m.target.clone(),
-            generation: end.generation,
-            result: end.result,
-            elapsed: end.elapsed,
+            generation: run.generation,
+            result: run.result,
+            elapsed: run.elapsed,
         });
     }
     print!("{}", table(&rows));

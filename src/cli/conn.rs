@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use clap::Args;
 use pideploy_transport::{LocalTransport, SshOptions, SshTransport, Transport};
 
-use crate::deploy::run::Connect;
-use crate::deploy::{AgentCall, DeployError};
+use pideploy_deploy::fleet::run::Reach;
+use pideploy_deploy::run::Connect;
+use pideploy_deploy::{AgentCall, DeployError};
 
 /// SSH and target-root options (everything but the target itself).
 #[derive(Args, Debug, Clone, Default)]
@@ -235,6 +236,12 @@ impl Connect for Connector {
 
     fn describe(&self) -> String {
         self.target.clone()
+    }
+}
+
+impl Reach for Connector {
+    fn agent(&self) -> Res<AgentCall> {
+        Connector::agent(self)
     }
 }
 

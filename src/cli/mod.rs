@@ -139,9 +139,11 @@ pub fn run() -> i32 {
         Command::Inspect(a) => cmd_image::inspect(&ui, a),
         Command::Flash(a) => cmd_image::flash(&ui, a),
         Command::Qemu(a) => cmd_qemu::qemu(&ui, a),
-        Command::Switch(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Switch),
-        Command::Boot(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Boot),
-        Command::Test(a) => cmd_deploy::deploy(&ui, &cli.global, a, crate::deploy::Mode::Test),
+        Command::Switch(a) => {
+            cmd_deploy::deploy(&ui, &cli.global, a, pideploy_deploy::Mode::Switch)
+        }
+        Command::Boot(a) => cmd_deploy::deploy(&ui, &cli.global, a, pideploy_deploy::Mode::Boot),
+        Command::Test(a) => cmd_deploy::deploy(&ui, &cli.global, a, pideploy_deploy::Mode::Test),
         Command::DryActivate(a) => cmd_deploy::dry_activate(&ui, &cli.global, a),
         Command::Generations(a) => cmd_deploy::generations(&ui, a),
         Command::Diff(a) => cmd_deploy::diff_cmd(&ui, &cli.global, a),
@@ -154,7 +156,7 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(e) => {
             // What the target said (an activation's log) goes above the one error line.
-            if let Some(crate::deploy::DeployError::Agent { output, .. }) = e.downcast_ref() {
+            if let Some(pideploy_deploy::DeployError::Agent { output, .. }) = e.downcast_ref() {
                 let lines: Vec<&str> = output.lines().collect();
                 if lines.len() > 1 {
                     for l in &lines[..lines.len() - 1] {

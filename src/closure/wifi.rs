@@ -1,22 +1,14 @@
 //! Wi-Fi on wlan0: Debian's wpa_supplicant joins the configured networks, DHCP (or a static
 //! address) follows, the regulatory domain is set for cfg80211. Nothing secret is here: each
-//! network's passphrase is a secret file at [`psk_path`] (root, 0400), put there by the image
-//! builder or a switch's secret set, and wpa_supplicant's configuration is assembled from it at
-//! start into /run, root-only.
+//! network's passphrase is a secret file at [`pideploy_config::wifi_psk_path`] (root, 0400), put
+//! there by the image builder or a switch's secret set, and wpa_supplicant's configuration is
+//! assembled from it at start into /run, root-only.
 
-use pideploy_config::{Ethernet, HostConfig, Wifi, WifiSecurity};
+use pideploy_config::{Ethernet, HostConfig, Wifi, WifiSecurity, WIFI_PSK_DIR as PSK_DIR};
 
 use sha2::Digest;
 
 use super::etc::GenFile;
-
-/// Where network `index`'s passphrase lives on the target.
-pub fn psk_path(index: usize) -> String {
-    format!("{PSK_DIR}/psk-{index}")
-}
-
-/// The directory of the passphrases: root's, 0700.
-pub const PSK_DIR: &str = "/var/lib/pideploy/wifi";
 
 /// The device unit systemd has for wlan0 once the driver made it (udev tags network devices).
 const WLAN0_DEVICE: &str = "sys-subsystem-net-devices-wlan0.device";

@@ -9,7 +9,7 @@ use std::io;
 use pideploy_transport::{Transport, TransportError};
 
 use super::{human, Check};
-use crate::deploy::{AgentCall, DeployError, AGENT};
+use pideploy_deploy::{AgentCall, DeployError, AGENT};
 
 /// How the connection went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -261,6 +261,15 @@ pub enum WifiSecurity {
     Open,
 }
 
+/// The directory of the Wi-Fi passphrases on the target: root's, 0700.
+pub const WIFI_PSK_DIR: &str = "/var/lib/pideploy/wifi";
+
+/// Where wireless network `index`'s passphrase lives on the target. Here because both the image
+/// builder and the deployer's secret set write it, and the generated Wi-Fi unit reads it.
+pub fn wifi_psk_path(index: usize) -> String {
+    format!("{WIFI_PSK_DIR}/psk-{index}")
+}
+
 /// A file placed into the system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,7 @@ pub use board::{
     AptSource, Board, BoardBoot, BoardInitrd, BoardKernel, BoardPartitions, BoardQemu,
 };
 pub use error::{line_col, ConfigError, MAX_CONFIG_BYTES};
+pub use host::{wifi_psk_path, WIFI_PSK_DIR};
 pub use host::{
     BootExtras, Ethernet, FileSpec, Health, HostConfig, Network, Restart, Secret, Service, Ssh,
     Systemd, Time, User, Wifi, WifiNetwork, WifiSecurity, DEFAULT_GENERATIONS_TO_KEEP,

@@ -16,6 +16,10 @@ const STORE_SUBDIR: &str = "store";
 const VALID_SUBDIR: &str = "var/db/valid";
 /// Directory of builds in progress, relative to the root (same file system as `store/`).
 const TMP_SUBDIR: &str = "tmp";
+/// Where the last image's staged store paths are kept, relative to the root: the next image
+/// starts from them instead of staging thousands of entries again (most of a one-file change's
+/// image time). Hard links, so it costs inodes, not space, until `pideploy gc`.
+const KEPT_SUBDIR: &str = "image-store";
 
 /// A store rooted at a directory `R`: contents in `R/store/<base>`, registrations in
 /// `R/var/db/valid/<base>`, builds in progress in `R/tmp/` (never copied anywhere).
@@ -54,6 +58,21 @@ impl LocalStore {
     /// Where `p`'s contents live here: `R/store/<base>`.
     pub fn physical(&self, p: &StorePath) -> PathBuf {
         self.root.join(STORE_SUBDIR).join(p.base_name())
+    }
+
+    /// The image builder's kept staging, `R/image-store`: here, not in the image builder, because
+    /// collecting garbage must also drop paths from it ([`LocalStore::forget_kept`]).
+    pub fn kept_image_store(&self) -> PathBuf {
+        self.root.join(KEPT_SUBDIR)
+    }
+
+    /// Removes `paths` from the kept image staging, so that collecting them frees their space.
+    pub fn forget_kept(&self, paths: &[StorePath]) -> Result<(), StoreError> {
+        let kept = self.kept_image_store();
+        for p in paths {
+            remove_tree(&kept.join(p.base_name()))?;
+        }
+        Ok(())
     }
 
     fn registration(&self, p: &StorePath) -> PathBuf {

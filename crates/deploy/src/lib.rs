@@ -1,9 +1,10 @@
 //! The deployer: ask the target what it has, send what it lacks in one stream, activate, record the
 //! generation, write its boot entry. Steps are argv lists for the target agent (`scripts/target.sh`,
 //! kept on the target under its content hash and installed from stdin by the first command that
-//! finds it missing), run over a [`Transport`].
+//! finds it missing), run over a [`Transport`]. [`fleet`] does the same for many hosts at once.
 
 pub mod diff;
+pub mod fleet;
 pub mod gc;
 pub mod run;
 pub mod secrets;
@@ -22,6 +23,36 @@ pub use state::TargetState;
 
 /// The agent script run on the target.
 pub const AGENT: &str = include_str!("scripts/target.sh");
+
+/// Why an agent's answer (`query`, `gc`, `describe`) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// It lacks its `end` line.
+    #[error("the target's answer was cut short")]
+    CutShort,
+    /// A line no answer has.
+    #[error("unexpected {what} line {line:?}")]
+    Unexpected {
+        /// Which answer.
+        what: &'static str,
+        /// The line.
+        line: String,
+    },
+    /// A line of a known kind with a bad number.
+    #[error("bad {what} in {line:?}")]
+    BadNumber {
+        /// Which number.
+        what: &'static str,
+        /// The line.
+        line: String,
+    },
+    /// A `gen` line without its toplevel.
+    #[error("bad query line {0:?}")]
+    BadQueryLine(String),
+    /// `describe` output before its first `--- NAME` line.
+    #[error("unexpected line {0:?} before the first section")]
+    BeforeFirstSection(String),
+}
 
 /// Why a deploy step failed.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +298,7 @@ pub fn query(t: &mut dyn Transport, a: &AgentCall) -> Result<TargetState, Deploy
     TargetState::parse(&out).map_err(|m| DeployError::Agent {
         step: "query",
         target: t.describe(),
-        message: m,
+        message: m.to_string(),
         output: String::new(),
     })
 }
@@ -687,7 +718,7 @@ pub fn gc(
     gc::GcReport::parse(&out).map_err(|m| DeployError::Agent {
         step: "collecting garbage",
         target: t.describe(),
-        message: m,
+        message: m.to_string(),
         output: String::new(),
     })
 }
@@ -709,7 +740,7 @@ pub fn describe(
     diff::SystemDescription::parse(&out).map_err(|m| DeployError::Agent {
         step: "reading a system's manifest",
         target: t.describe(),
-        message: m,
+        message: m.to_string(),
         output: String::new(),
     })
 }

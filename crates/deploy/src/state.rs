@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pideploy_store::StorePath;
 
+use crate::AnswerError;
+
 /// The target's state as one `query` round trip reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetState {
@@ -31,7 +33,7 @@ pub struct TargetState {
 
 impl TargetState {
     /// Parses the agent's `query` output; an output without its `end` line was cut short.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AnswerError> {
         let mut s = TargetState::default();
         let mut ended = false;
         for line in text.lines() {
@@ -43,10 +45,11 @@ impl TargetState {
                 "gen" => {
                     let (n, top) = rest
                         .split_once(' ')
-                        .ok_or_else(|| format!("bad query line {line:?}"))?;
-                    let n: u32 = n
-                        .parse()
-                        .map_err(|_| format!("bad generation number in {line:?}"))?;
+                        .ok_or_else(|| AnswerError::BadQueryLine(line.to_string()))?;
+                    let n: u32 = n.parse().map_err(|_| AnswerError::BadNumber {
+                        what: "generation number",
+                        line: line.to_string(),
+                    })?;
                     s.generations.insert(n, top.to_string());
                 }
                 "default" => s.default = Some(rest.to_string()),
@@ -56,19 +59,25 @@ impl TargetState {
                 "bootid" => s.boot_id = Some(rest.to_string()),
                 "pending" => {
                     let (n, kind) = rest.split_once(' ').unwrap_or((rest, ""));
-                    let n = n
-                        .parse()
-                        .map_err(|_| format!("bad pending generation in {line:?}"))?;
+                    let n = n.parse().map_err(|_| AnswerError::BadNumber {
+                        what: "pending generation",
+                        line: line.to_string(),
+                    })?;
                     s.pending = Some((n, kind.to_string()));
                 }
                 "codec" => s.zstd |= rest == "zstd",
                 "secrets" => s.secrets = Some(rest.to_string()),
                 "end" => ended = true,
-                _ => return Err(format!("unexpected query line {line:?}")),
+                _ => {
+                    return Err(AnswerError::Unexpected {
+                        what: "query",
+                        line: line.to_string(),
+                    })
+                }
             }
         }
         if !ended {
-            return Err("the target's answer was cut short".into());
+            return Err(AnswerError::CutShort);
         }
         Ok(s)
     }
@@ -127,6 +136,7 @@ rootarg PARTUUID=1234abcd-02\nend\n";
         assert!(s.locked.is_none());
         assert!(TargetState::parse("have x\n")
             .unwrap_err()
+            .to_string()
             .contains("cut short"));
         assert!(TargetState::parse("bogus\nend\n").is_err());
     }

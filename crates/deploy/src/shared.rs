@@ -26,7 +26,12 @@ pub(crate) struct Made {
     pub len: u64,
 }
 
-type Cell = Arc<OnceLock<Result<Made, String>>>;
+type Cell = Arc<OnceLock<Result<Made, StreamError>>>;
+
+/// Why a shared stream could not be made; every host that wanted it gets the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StreamError(Arc<io::Error>);
 
 /// The streams of one fleet run; removed with it.
 #[derive(Debug)]
@@ -55,7 +60,7 @@ impl SharedStreams {
         store: &LocalStore,
         paths: &[StorePath],
         codec: Codec,
-    ) -> Result<Made, String> {
+    ) -> Result<Made, StreamError> {
         let key = key(paths, codec);
         let cell = self
             .made
@@ -66,7 +71,7 @@ impl SharedStreams {
             .clone();
         cell.get_or_init(|| {
             let path = self.dir.path().join(&key);
-            make(store, paths, codec, &path).map_err(|e| e.to_string())
+            make(store, paths, codec, &path).map_err(|e| StreamError(Arc::new(e)))
         })
         .clone()
     }

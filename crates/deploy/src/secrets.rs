@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use pideploy_config::{HostConfig, WifiSecurity};
-
-use crate::closure::wifi::psk_path;
+use pideploy_config::{wifi_psk_path, HostConfig, WifiSecurity};
 
 use super::DeployError;
 
@@ -126,7 +124,7 @@ pub fn wifi_passphrases(config: &HostConfig) -> Result<Vec<(String, Vec<u8>)>, D
                 range.end()
             )));
         }
-        out.push((psk_path(i), data));
+        out.push((wifi_psk_path(i), data));
     }
     Ok(out)
 }

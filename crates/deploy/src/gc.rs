@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use pideploy_store::{LocalStore, StorePath};
 
+use crate::AnswerError;
+
 /// Which generations a target's gc removes (besides the default and the running one, never removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GcPolicy {
@@ -30,23 +32,45 @@ pub enum GcPolicy {
 }
 
 /// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w` into seconds.
-pub fn parse_age(s: &str) -> Result<u64, String> {
+pub fn parse_age(s: &str) -> Result<u64, AgeError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not an age: write a number and a unit, e.g. 30d"))?;
+    let n: u64 = num.parse().map_err(|_| AgeError::NotAnAge(s.to_string()))?;
     let mul = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" | "" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h, d or w")),
+        _ => {
+            return Err(AgeError::UnknownUnit {
+                age: s.to_string(),
+                unit: unit.to_string(),
+            })
+        }
     };
     n.checked_mul(mul)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| AgeError::TooLarge(s.to_string()))
+}
+
+/// Why an age (`--older-than`) does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgeError {
+    /// No number in front.
+    #[error("{0:?} is not an age: write a number and a unit, e.g. 30d")]
+    NotAnAge(String),
+    /// A unit other than s, m, h, d, w.
+    #[error("{age:?}: unknown unit {unit:?}; use s, m, h, d or w")]
+    UnknownUnit {
+        /// The age given.
+        age: String,
+        /// Its unit.
+        unit: String,
+    },
+    /// More seconds than fit in 64 bits.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
 }
 
 /// What a target's gc removed.
@@ -62,12 +86,15 @@ pub struct GcReport {
 
 impl GcReport {
     /// Parses the agent's `gc` answer; one without its `end` line was cut short.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AnswerError> {
         let mut r = GcReport::default();
         let mut ended = false;
         for line in text.lines() {
             let mut w = line.split(' ');
-            let bad = || format!("unexpected gc line {line:?}");
+            let bad = || AnswerError::Unexpected {
+                what: "gc",
+                line: line.to_string(),
+            };
             match w.next() {
                 Some("removed-generation") => r
                     .generations
@@ -83,7 +110,7 @@ impl GcReport {
             }
         }
         if !ended {
-            return Err("the target's answer was cut short".into());
+            return Err(AnswerError::CutShort);
         }
         Ok(r)
     }
@@ -189,7 +216,7 @@ pub fn local_collect(
     // closure() orders dependencies first; reversed, every dependent goes before what it uses.
     let ordered = store.closure(dead)?;
     let dead_set: BTreeSet<&StorePath> = dead.iter().collect();
-    crate::image_build::forget_kept(store, dead)?;
+    store.forget_kept(dead)?;
     let mut freed = 0;
     for p in ordered.iter().rev().filter(|p| dead_set.contains(p)) {
         freed += disk_usage(&store.physical(p));
@@ -213,7 +240,10 @@ mod tests {
         assert_eq!(parse_age("2w"), Ok(14 * 86_400));
         assert_eq!(parse_age("7"), Ok(7 * 86_400));
         assert!(parse_age("d").is_err());
-        assert!(parse_age("3y").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("3y")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
     }
 
     #[test]
@@ -227,6 +257,7 @@ mod tests {
         assert_eq!(r.freed, 4096);
         assert!(GcReport::parse("freed 1\n")
             .unwrap_err()
+            .to_string()
             .contains("cut short"));
         assert!(GcReport::parse("removed-path x\nend\n").is_err());
     }

@@ -509,7 +509,7 @@ reboot_with() { # ARG
 # Listing of a tree in the form the deployer computes from its own store path: one line per entry,
 # sorted bytewise: "d PATH", "l PATH TARGET", "f PATH X|- SHA256".
 # The listing of the trees NAME... (relative to the working directory) in the deployer's format
-# (src/deploy/stream.rs) with each name prefixed by its tree's: `d NAME`, `l NAME`,
+# (crates/deploy/src/stream.rs) with each name prefixed by its tree's: `d NAME`, `l NAME`,
 # `f NAME x|- SHA256`, sorted bytewise. A handful of processes however many trees and files (one
 # per entry cost seconds per thousand files): names and types from find, the execute bit from
 # -perm, the contents from batched sha256sum. GNU sha256sum writes a name holding a backslash

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::AnswerError;
+
 /// The parts of a toplevel `diff` and `dry-activate` compare.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SystemDescription {
@@ -16,7 +18,7 @@ pub struct SystemDescription {
 
 impl SystemDescription {
     /// Parses the agent's `describe` output (`--- manifest`, `--- entry`, ..., `--- end`).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AnswerError> {
         let mut sections: BTreeMap<&str, String> = BTreeMap::new();
         let mut cur: Option<&str> = None;
         let mut ended = false;
@@ -33,11 +35,11 @@ impl SystemDescription {
                 s.push_str(line);
                 s.push('\n');
             } else {
-                return Err(format!("unexpected line {line:?} before the first section"));
+                return Err(AnswerError::BeforeFirstSection(line.to_string()));
             }
         }
         if !ended {
-            return Err("the target's answer was cut short".into());
+            return Err(AnswerError::CutShort);
         }
         let get = |k: &str| sections.get(k).cloned().unwrap_or_default();
         Ok(SystemDescription {
@@ -72,9 +74,8 @@ pub struct Manifest {
 
 impl Manifest {
     /// Reads the fields compared from `manifest.json`'s text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("manifest.json does not parse: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(ManifestError)?;
         let strings = |k: &str| -> BTreeSet<String> {
             v[k].as_array()
                 .map(|a| {
@@ -100,6 +101,11 @@ impl Manifest {
         })
     }
 }
+
+/// `manifest.json` is not JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("manifest.json does not parse: {0}")]
+pub struct ManifestError(#[source] serde_json::Error);
 
 /// One package's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +252,7 @@ mod tests {
         );
         assert!(SystemDescription::parse("--- manifest\n{}\n")
             .unwrap_err()
+            .to_string()
             .contains("cut short"));
         assert!(SystemDescription::parse("junk\n--- end\n").is_err());
     }

@@ -244,7 +244,7 @@ mod tests {
     fn agent_views(dir: &Path, name: &str, path: Option<&Path>) -> (String, String) {
         let script = format!(
             "{}\nset -f\nlisting {name}; echo ---; sent_listing {name}",
-            crate::deploy::wake_tests::functions(&["listing", "sent_listing"])
+            crate::wake_tests::functions(&["listing", "sent_listing"])
         );
         let mut cmd = Command::new(path.map_or("sh".into(), |p| p.join("sh")));
         cmd.arg("-c").arg(script).current_dir(dir);
