@@ -68,7 +68,11 @@ fn files_from_the_age_tool_decrypt_with_x25519_and_ssh_identities() {
         age_encrypt(&args, &f);
         let bytes = fs::read(&f).unwrap();
         assert!(is_age(&bytes), "{name}");
-        assert_eq!(decrypt(&f, &bytes, std::slice::from_ref(&id)).unwrap(), PLAIN, "{name}");
+        assert_eq!(
+            decrypt(&f, &bytes, std::slice::from_ref(&id)).unwrap(),
+            PLAIN,
+            "{name}"
+        );
     }
     let f = w.join("ssh.age");
     age_encrypt(&["-R", ssh_pub.to_str().unwrap()], &f);
