@@ -138,7 +138,7 @@ fn read_indexes(
 }
 
 /// The changes as a table for people, or JSON.
-fn print_changes(changes: &[locking::Change], json: bool, what: &str) -> CmdResult {
+fn print_changes(changes: &[locking::Change], json: bool) -> CmdResult {
     if json {
         println!("{}", serde_json::to_string_pretty(changes)?);
         return Ok(0);
@@ -152,10 +152,7 @@ fn print_changes(changes: &[locking::Change], json: bool, what: &str) -> CmdResu
         .max()
         .unwrap_or(0)
         .max(7);
-    println!(
-        "{:width$}  {:<40}  {:<16}  {what}",
-        "package", "version", "source"
-    );
+    println!("{:width$}  {:<40}  source", "package", "version");
     for c in changes {
         let v = format!(
             "{} -> {}",
@@ -207,7 +204,7 @@ pub fn lock(ui: &Ui, _g: &Global, a: LockArgs) -> CmdResult {
     }
     // A first lock lists every package; later ones what changed.
     if old.is_some() || a.json {
-        print_changes(&changes, a.json, "")?;
+        print_changes(&changes, a.json)?;
     }
     Ok(0)
 }
@@ -237,7 +234,7 @@ pub fn outdated(ui: &Ui, _g: &Global, a: OutdatedArgs) -> CmdResult {
             ));
         }
     }
-    print_changes(&changes, a.json, "")
+    print_changes(&changes, a.json)
 }
 
 pub fn fetch(ui: &Ui, g: &Global, a: FetchArgs) -> CmdResult {
